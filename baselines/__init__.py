@@ -1,0 +1,1 @@
+"""Comparison methods, one module each. Every module here is imported by the method registry."""

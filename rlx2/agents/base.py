@@ -1,0 +1,77 @@
+"""What TD3 and SAC share: acting, the policy distance, checkpoints and controllers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlx2.replay import NStepBatch
+from rlx2.sparse.controller import MaskController
+
+if TYPE_CHECKING:
+    from rlx2.config import RunConfig
+    from rlx2.methods.base import Method
+
+
+class Agent:
+    """An off-policy actor-critic. Subclasses build networks and define ``td_target``/``update``."""
+
+    actor: nn.Module
+    controllers: dict[str, MaskController]
+
+    def __init__(self, cfg: RunConfig, method: Method, obs_dim: int, act_dim: int, generator: torch.Generator) -> None:
+        self.cfg = cfg
+        self.method = method
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.generator = generator
+        self.iterations = 0  # training iterations (critic updates) so far
+
+    # -- acting -----------------------------------------------------------------
+    @torch.no_grad()
+    def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
+        """The policy's action in [-1, 1] without exploration (evaluation, behaviour action)."""
+        x = torch.as_tensor(obs, dtype=torch.float32)
+        return self.actor(x.unsqueeze(0) if x.dim() == 1 else x).squeeze(0).numpy()
+
+    def explore(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(action to take, deterministic behaviour action)`` for one training step."""
+        raise NotImplementedError
+
+    def policy_distance(self, obs: np.ndarray, behaviour_act: np.ndarray) -> float:
+        """How far the current deterministic policy is from the stored behaviour actions.
+
+        reference: ``mean((pi(s) - a)^2) / 2`` over all action entries (normalised actions);
+        paper (Eq. 6): mean over states of ``||pi(s) - a||_2``.
+        """
+        gap = self.deterministic_action(obs) - behaviour_act
+        if self.cfg.policy_distance == "paper":
+            return float(np.linalg.norm(gap, axis=-1).mean())
+        return float((gap**2).mean() / 2.0)
+
+    # -- learning ---------------------------------------------------------------
+    def td_target(self, batch: NStepBatch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(self, batch: NStepBatch) -> dict[str, float]:
+        raise NotImplementedError
+
+    # -- state ------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        """Every network, target included, by name (what a checkpoint saves)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: module.state_dict() for name, module in self.modules().items()}
+
+    def densities(self) -> dict[str, dict[str, float]]:
+        """Per-layer densities of each online network's sparse layers."""
+        return {role: ctrl.densities() for role, ctrl in self.controllers.items()}
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        """Every online mask by ``<network>.<layer>`` (for determinism checks and records)."""
+        return {
+            f"{role}.{name}": layer.mask.clone() for role, ctrl in self.controllers.items() for name, layer in ctrl.layers
+        }

@@ -1,0 +1,109 @@
+"""SAC (Haarnoja et al. 2018) with sparse networks and n-step targets.
+
+Target, for a sample of ``m`` steps from ``s_t``:
+``y = sum_{k<m} gamma^k r_{t+k} - alpha * sum_{1<=k<m} gamma^k log pi(a_k | s_{t+k})
+      + gamma^m * (min Q'(s_{t+m}, a') - alpha log pi(a' | s_{t+m}))``,
+the last term dropped at a terminal. Actions ``a_k`` and ``a'`` are fresh samples of the
+current policy. Actor and temperature (target entropy ``-act_dim``) update every step, the
+target critic too; networks use orthogonal initialisation.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from rlx2.agents.base import Agent
+from rlx2.agents.networks import GaussianActor, SoftUpdate, TwinQ, initialise
+from rlx2.replay import NStepBatch
+
+
+class SAC(Agent):
+    def __init__(self, cfg, method, obs_dim, act_dim, generator) -> None:
+        super().__init__(cfg, method, obs_dim, act_dim, generator)
+        actor_hidden = method.hidden_sizes(cfg, "actor", obs_dim, 2 * act_dim)
+        critic_hidden = method.hidden_sizes(cfg, "critic", obs_dim + act_dim, 1)
+        self.actor = GaussianActor(obs_dim, act_dim, actor_hidden)
+        self.critic = TwinQ(obs_dim, act_dim, critic_hidden)
+        initialise(self.actor, generator, "orthogonal")
+        initialise(self.critic, generator, "orthogonal")
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, foreach=True)
+        self.log_alpha = torch.zeros((), requires_grad=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self.target_entropy = -float(act_dim)
+        self.controllers = {
+            "actor": method.make_controller("actor", self.actor, self.actor_opt, cfg, 1.0, generator),
+            "critic": method.make_controller("critic", self.critic, self.critic_opt, cfg, 1.0, generator),
+        }
+        self.critic_target = copy.deepcopy(self.critic)
+        self.controllers["critic"].bind_target(self.critic_target)
+        self._soft_critic = SoftUpdate(self.critic_target, self.critic, cfg.tau)
+
+    def modules(self):
+        return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["log_alpha"] = self.log_alpha.detach().clone()
+        return state
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    def explore(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+            action, _ = self.actor.sample(x, self.generator)
+            behaviour = self.actor(x)
+        return action.squeeze(0).numpy(), behaviour.squeeze(0).numpy()
+
+    @torch.no_grad()
+    def td_target(self, batch: NStepBatch) -> torch.Tensor:
+        batch_size, n, obs_dim = batch.next_obs.shape
+        alpha = self.alpha
+        if n == 1:
+            next_act, next_logp = self.actor.sample(batch.bootstrap_obs, self.generator)
+            q1, q2 = self.critic_target(batch.bootstrap_obs, next_act)
+            return batch.returns + batch.discount * (torch.minimum(q1, q2) - alpha * next_logp)
+        # One actor pass over every next state: entries k < m-1 give the intermediate
+        # entropy bonuses, entry m-1 (the bootstrap state) gives a' and its log-probability.
+        acts, logps = self.actor.sample(batch.next_obs.reshape(-1, obs_dim), self.generator)
+        acts, logps = acts.view(batch_size, n, -1), logps.view(batch_size, n)
+        steps = batch.valid.sum(1).long()
+        rows = torch.arange(batch_size)
+        next_act, next_logp = acts[rows, steps - 1], logps[rows, steps - 1]
+        gammas = self.cfg.gamma ** torch.arange(1, n, dtype=torch.float32)
+        # s_{t+k} = next_obs[:, k-1] is part of the sample when step k is valid.
+        bonus = -(alpha * gammas * batch.valid[:, 1:] * logps[:, :-1]).sum(1)
+        q1, q2 = self.critic_target(batch.bootstrap_obs, next_act)
+        return batch.returns + bonus + batch.discount * (torch.minimum(q1, q2) - alpha * next_logp)
+
+    def update(self, batch: NStepBatch) -> dict[str, float]:
+        target = self.td_target(batch)
+        q1, q2 = self.critic(batch.obs, batch.act)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.controllers["critic"].step()
+        self.iterations += 1
+
+        action, logp = self.actor.sample(batch.obs, self.generator)
+        q1_pi, q2_pi = self.critic(batch.obs, action)
+        actor_loss = (self.alpha * logp - torch.minimum(q1_pi, q2_pi)).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.controllers["actor"].step()
+
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+
+        self._soft_critic()
+        self.controllers["critic"].sync_targets()
+        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": float(self.alpha)}

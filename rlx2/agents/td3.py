@@ -1,0 +1,82 @@
+"""TD3 (Fujimoto et al. 2018) with sparse networks and n-step targets.
+
+Target: ``y = sum_k gamma^k r_{t+k} + gamma^m * min(Q1', Q2')(s_{t+m}, a')`` where ``a'`` is
+the target actor's action with clipped Gaussian smoothing noise; the discount factor is 0
+when the sample ended at a terminal. The actor, its target and the critic target are
+updated every ``policy_delay`` critic updates; the actor maximises Q1.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from rlx2.agents.base import Agent
+from rlx2.agents.networks import DeterministicActor, SoftUpdate, TwinQ, initialise
+from rlx2.replay import NStepBatch
+
+
+class TD3(Agent):
+    def __init__(self, cfg, method, obs_dim, act_dim, generator) -> None:
+        super().__init__(cfg, method, obs_dim, act_dim, generator)
+        actor_hidden = method.hidden_sizes(cfg, "actor", obs_dim, act_dim)
+        critic_hidden = method.hidden_sizes(cfg, "critic", obs_dim + act_dim, 1)
+        self.actor = DeterministicActor(obs_dim, act_dim, actor_hidden)
+        self.critic = TwinQ(obs_dim, act_dim, critic_hidden)
+        initialise(self.actor, generator)
+        initialise(self.critic, generator)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, foreach=True)
+        self.controllers = {
+            # The actor steps once per `policy_delay` iterations and counts its own steps.
+            "actor": method.make_controller("actor", self.actor, self.actor_opt, cfg, 1 / cfg.policy_delay, generator),
+            "critic": method.make_controller("critic", self.critic, self.critic_opt, cfg, 1.0, generator),
+        }
+        self.actor_target = copy.deepcopy(self.actor)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.controllers["actor"].bind_target(self.actor_target)
+        self.controllers["critic"].bind_target(self.critic_target)
+        self._soft_actor = SoftUpdate(self.actor_target, self.actor, cfg.tau)
+        self._soft_critic = SoftUpdate(self.critic_target, self.critic, cfg.tau)
+
+    def modules(self):
+        return {"actor": self.actor, "critic": self.critic, "actor_target": self.actor_target,
+                "critic_target": self.critic_target}
+
+    def explore(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        behaviour = self.deterministic_action(obs)
+        noise = rng.normal(0.0, self.cfg.exploration_noise, size=behaviour.shape)
+        return np.clip(behaviour + noise, -1.0, 1.0).astype(np.float32), behaviour
+
+    @torch.no_grad()
+    def td_target(self, batch: NStepBatch) -> torch.Tensor:
+        cfg = self.cfg
+        noise = torch.randn(batch.act.shape, generator=self.generator)
+        noise = (noise * cfg.target_noise).clamp_(-cfg.target_noise_clip, cfg.target_noise_clip)
+        next_act = (self.actor_target(batch.bootstrap_obs) + noise).clamp_(-1.0, 1.0)
+        q1, q2 = self.critic_target(batch.bootstrap_obs, next_act)
+        return batch.returns + batch.discount * torch.minimum(q1, q2)
+
+    def update(self, batch: NStepBatch) -> dict[str, float]:
+        target = self.td_target(batch)
+        q1, q2 = self.critic(batch.obs, batch.act)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.controllers["critic"].step()
+        self.iterations += 1
+        stats = {"critic_loss": critic_loss.item()}
+        if self.iterations % self.cfg.policy_delay == 0:
+            actor_loss = -self.critic.first(batch.obs, self.actor(batch.obs)).mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.controllers["actor"].step()
+            self._soft_critic()
+            self._soft_actor()
+            self.controllers["critic"].sync_targets()
+            self.controllers["actor"].sync_targets()
+            stats["actor_loss"] = actor_loss.item()
+        return stats

@@ -1,0 +1,37 @@
+"""Creating and checking gymnasium tasks, and mapping normalised actions to their bounds."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from rlx2.config import ConfigError
+
+
+def make_env(env_id: str) -> gym.Env:
+    """Make ``env_id`` and check it is a continuous-control task rlx2 can train on."""
+    if env_id not in gym.registry:
+        raise ConfigError("env", env_id, "not a registered gymnasium task id")
+    env = gym.make(env_id)
+    action_space, obs_space = env.action_space, env.observation_space
+    if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:
+        env.close()
+        raise ConfigError("env", env_id, f"needs a 1-D continuous (Box) action space, has {action_space}")
+    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        env.close()
+        raise ConfigError("env", env_id, "action bounds must be finite")
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        env.close()
+        raise ConfigError("env", env_id, f"needs a 1-D Box observation space, has {obs_space}")
+    return env
+
+
+class ActionScaler:
+    """Maps agent actions in [-1, 1] to the environment's ``[low, high]`` box."""
+
+    def __init__(self, space: gym.spaces.Box) -> None:
+        self.low = space.low.astype(np.float64)
+        self.half_range = (space.high.astype(np.float64) - self.low) / 2.0
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        return self.low + (np.asarray(action, np.float64) + 1.0) * self.half_range

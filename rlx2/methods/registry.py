@@ -1,0 +1,76 @@
+"""Name -> method class. Methods register themselves with ``@register``.
+
+The built-in methods are found, not listed: ``load_builtin_methods`` imports every module
+of ``rlx2.methods`` and of the top-level ``baselines`` package. A user's own module
+(importable name or path to a ``.py`` file) is loaded with ``load_module``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rlx2.methods.base import Method
+
+_REGISTRY: dict[str, type[Method]] = {}
+_BUILTIN_PACKAGES = ("rlx2.methods", "baselines")
+_loaded = False
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    if not cls.name or not cls.description:
+        raise ValueError(f"method class {cls.__qualname__} needs a `name` and a one-line `description`")
+    existing = _REGISTRY.get(cls.name)
+    if existing is not None and (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"method name {cls.name!r} is already registered by {existing.__module__}.{existing.__qualname__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def load_builtin_methods() -> None:
+    """Import every module of the built-in method packages (once)."""
+    global _loaded
+    if _loaded:
+        return
+    for package_name in _BUILTIN_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package_name}.{info.name}")
+    _loaded = True
+
+
+def load_module(spec: str) -> None:
+    """Import a user's module of methods: a dotted module name or a path to a ``.py`` file."""
+    path = Path(spec)
+    if spec.endswith(".py"):
+        if not path.is_file():
+            raise ValueError(f"methods module {spec!r}: no such file")
+        name = f"rlx2_user_methods_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            importlib.import_module(spec)
+        except ImportError as exc:
+            raise ValueError(f"methods module {spec!r}: {exc}") from exc
+
+
+def available_methods() -> dict[str, type[Method]]:
+    """Every registered method by name, sorted."""
+    load_builtin_methods()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_method(name: str) -> type[Method]:
+    methods = available_methods()
+    if name not in methods:
+        raise ValueError(f"method={name!r}: unknown method; available: {', '.join(methods)}")
+    return methods[name]

@@ -1,0 +1,132 @@
+"""``MaskController``: owns one network's masks through training.
+
+It wraps the optimiser step of one network (actor or critic): masks the gradients, steps,
+re-zeroes masked weights, and on the steps its ``TopologySchedule`` marks, runs drop/grow
+instead of the optimiser step (the reference implementation's behaviour). It also keeps
+target networks on the online masks. A dense network gets a controller too (no masked
+layers): its ``step`` is then just ``optimizer.step()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from rlx2.sparse.layers import MaskedLinear, masked_layers
+from rlx2.sparse.topology import TopologySchedule, drop_and_grow
+
+GrowScores = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+
+#: Adam/AdamW moment buffers that must start at zero for a newly grown weight.
+MOMENT_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+@dataclass
+class TopologyEvent:
+    """One layer's record of one topology update."""
+
+    optimizer_step: int
+    layer: str
+    fraction: float
+    replaced: int
+    active: int
+    density: float
+
+
+@dataclass
+class MaskController:
+    """Masks, gradient masking and topology evolution for one network and its optimiser."""
+
+    network: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: TopologySchedule | None = None
+    grow_scores: GrowScores | None = None
+    generator: torch.Generator | None = None
+    optimizer_steps: int = 0
+    events: list[TopologyEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.layers: list[tuple[str, MaskedLinear]] = [
+            (name, layer) for name, layer in masked_layers(self.network) if layer.mask is not None
+        ]
+        self._targets: list[list[MaskedLinear]] = []
+        if self.schedule is not None and self.grow_scores is None:
+            raise ValueError("a topology schedule needs a grow_scores rule")
+
+    @property
+    def sparse(self) -> bool:
+        return bool(self.layers)
+
+    def _weights(self) -> list[torch.Tensor]:
+        return [layer.weight for _, layer in self.layers]
+
+    def _masks(self) -> list[torch.Tensor]:
+        return [layer.mask for _, layer in self.layers]
+
+    def step(self) -> bool:
+        """Finish one optimiser step after ``backward()``; False if it was a topology update."""
+        self.optimizer_steps += 1
+        if self.layers and self.schedule is not None and self.schedule.due(self.optimizer_steps):
+            self.evolve()
+            return False
+        if self.layers:
+            torch._foreach_mul_([w.grad for w in self._weights()], self._masks())
+        self.optimizer.step()
+        if self.layers:
+            with torch.no_grad():
+                torch._foreach_mul_(self._weights(), self._masks())
+        return True
+
+    @torch.no_grad()
+    def evolve(self) -> None:
+        """Drop/grow every sparse layer from the current (dense) weight gradients."""
+        t = self.optimizer_steps
+        fraction = self.schedule.fraction(t)
+        for name, layer in self.layers:
+            weight, mask = layer.weight, layer.mask
+            active = int(mask.sum())
+            if active == mask.numel():
+                continue  # a layer the distribution made dense has nowhere to grow
+            k = int(fraction * active)
+            scores = self.grow_scores(weight, weight.grad, self.generator)
+            result = drop_and_grow(weight, mask, scores, k)
+            keep = result.new_mask.clone().view(-1)
+            keep[result.grown] = False  # grown weights start at exactly zero
+            keep = keep.view_as(mask)
+            weight.mul_(keep)
+            state = self.optimizer.state.get(weight, {})
+            for key in MOMENT_KEYS:
+                if key in state:
+                    state[key].mul_(keep)
+            layer.mask = result.new_mask
+            self.events.append(
+                TopologyEvent(t, name, fraction, k, int(result.new_mask.sum()), layer.density)
+            )
+        self._refresh_targets()
+
+    def bind_target(self, target: nn.Module) -> None:
+        """Register a target copy of the network whose weights follow the online masks."""
+        by_name = dict(masked_layers(target))
+        self._targets.append([by_name[name] for name, _ in self.layers])
+        self._refresh_targets()
+
+    @torch.no_grad()
+    def _refresh_targets(self) -> None:
+        # Target layers share the online mask tensor, so a checkpoint of either is complete.
+        for target_layers in self._targets:
+            for target_layer, (_, layer) in zip(target_layers, self.layers):
+                target_layer.mask = layer.mask
+                target_layer.weight.mul_(layer.mask)
+
+    @torch.no_grad()
+    def sync_targets(self) -> None:
+        """Multiply every bound target network's weights by the online masks (after a soft update)."""
+        for target_layers in self._targets:
+            torch._foreach_mul_([layer.weight for layer in target_layers], self._masks())
+
+    def densities(self) -> dict[str, float]:
+        """Per-layer density of the online network's sparse layers."""
+        return {name: layer.density for name, layer in self.layers}

@@ -1,0 +1,91 @@
+"""The masked linear layer: the one place where a weight mask meets the compute.
+
+``MaskedLinear`` keeps its mask as an explicit boolean buffer (``None`` for a dense
+layer), so masks travel with ``state_dict`` and checkpoints under a predictable name
+(``<layer>.mask``). Masked weights are kept at exactly zero by ``MaskController``, which
+lets the reference backend below run a plain dense ``F.linear``: its output and its dense
+weight gradient (which RigL's grow step needs) are exact. A faster backend (CSR forward,
+active-only weight gradients) can replace ``forward`` here without touching methods or
+agents, which only ever read ``weight``, ``bias`` and ``mask``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rlx2.sparse.distribution import active_counts, layer_densities
+
+
+class MaskedLinear(nn.Linear):
+    """``nn.Linear`` whose weight may carry a boolean mask (``mask is None``: dense)."""
+
+    mask: torch.Tensor | None
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias)
+        self.register_buffer("mask", None)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """PyTorch's default Linear initialisation, drawn from ``generator`` when given."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+            nn.init.uniform_(self.bias, -bound, bound, generator=generator)
+        self._zero_masked()
+
+    def set_mask(self, mask: torch.Tensor) -> None:
+        """Install ``mask`` (same shape as the weight) and zero the weights it removes."""
+        if mask.shape != self.weight.shape:
+            raise ValueError(f"mask shape {tuple(mask.shape)} != weight shape {tuple(self.weight.shape)}")
+        self.mask = mask.to(dtype=torch.bool, device=self.weight.device).clone()
+        self._zero_masked()
+
+    def _zero_masked(self) -> None:
+        if getattr(self, "mask", None) is not None:
+            with torch.no_grad():
+                self.weight.mul_(self.mask)
+
+    @property
+    def density(self) -> float:
+        """Fraction of active weights (1.0 for a dense layer)."""
+        if self.mask is None:
+            return 1.0
+        return float(self.mask.sum()) / self.mask.numel()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Reference "masked-dense" backend: inactive weights are exactly zero.
+        return F.linear(x, self.weight, self.bias)
+
+
+def masked_layers(module: nn.Module) -> Iterator[tuple[str, MaskedLinear]]:
+    """Every ``MaskedLinear`` in ``module`` with its qualified name, in registration order."""
+    for name, child in module.named_modules():
+        if isinstance(child, MaskedLinear):
+            yield name, child
+
+
+def random_mask(shape: tuple[int, int], n_active: int, generator: torch.Generator) -> torch.Tensor:
+    """A boolean mask of ``shape`` with exactly ``n_active`` uniformly chosen True entries."""
+    numel = shape[0] * shape[1]
+    mask = torch.zeros(numel, dtype=torch.bool)
+    mask[torch.randperm(numel, generator=generator)[:n_active]] = True
+    return mask.view(shape)
+
+
+def sparsify(module: nn.Module, sparsity: float, generator: torch.Generator, distribution: str = "er") -> list[float]:
+    """Give every ``MaskedLinear`` of ``module`` a random mask; the layers share one budget.
+
+    Densities come from ``distribution`` over all of the module's masked layers (so a twin-Q
+    critic is one network). Returns the per-layer densities that were asked for.
+    """
+    layers = [layer for _, layer in masked_layers(module)]
+    shapes = [tuple(layer.weight.shape) for layer in layers]
+    densities = layer_densities(shapes, sparsity, distribution)
+    for layer, shape, n_active in zip(layers, shapes, active_counts(shapes, densities)):
+        layer.set_mask(random_mask(shape, n_active, generator))
+    return densities

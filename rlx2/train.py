@@ -1,0 +1,221 @@
+"""One training run, top to bottom: the environment loop, updates, evaluation and records.
+
+Order of one environment step ``t`` (1-based):
+1. act: uniform random actions during the ``warmup_steps`` first steps, then the agent's
+   exploration policy; the deterministic behaviour action is stored with the transition;
+2. every ``buffer_check_every`` steps, the dynamic-capacity rule (when on);
+3. after warm-up, one training iteration: sample (n-step once ``nstep_delay`` iterations
+   have passed) and update; method hooks inside the agent evolve the topology;
+4. every ``eval_every`` steps (and at the last step) evaluate ``eval_episodes`` episodes with
+   the deterministic policy on a separate environment reset with seed ``seed + 100`` at the
+   start of every evaluation (so evaluations share their initial states).
+
+Randomness: one ``torch.Generator`` (initialisation, masks, policy noise, SET growth) and
+NumPy generators spawned from one ``SeedSequence`` (warm-up actions and exploration noise,
+replay sampling), all from ``cfg.seed``; the global RNGs are never used.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rlx2.agents import Agent, make_agent
+from rlx2.config import RunConfig, run_id
+from rlx2.envs import ActionScaler, make_env
+from rlx2.methods import get_method
+from rlx2.records import RunDirectory, git_commit, package_versions
+from rlx2.replay import DynamicCapacity, ReplayBuffer
+
+EVAL_SEED_OFFSET = 100
+
+
+class RunDiverged(RuntimeError):
+    """A loss or return became NaN/inf; the run cannot continue."""
+
+
+class RunAlreadyFinished(RuntimeError):
+    """The run directory already holds a result record."""
+
+
+@dataclass
+class Prepared:
+    """A run whose inputs are all checked: what ``train`` needs before touching the disk."""
+
+    cfg: RunConfig  # resolved
+    method: Any
+    run_dir: RunDirectory
+
+
+def prepare(cfg: RunConfig, out: Path | str) -> Prepared:
+    """Validate every input (config, method, task) before anything is written."""
+    cfg.validate()
+    method = get_method(cfg.method)()
+    cfg = method.resolve(cfg)
+    make_env(cfg.env).close()
+    return Prepared(cfg, method, RunDirectory(Path(out) / run_id(cfg)))
+
+
+@torch.no_grad()
+def evaluate(agent: Agent, env, scale: ActionScaler, episodes: int, seed: int) -> list[float]:
+    """Returns of ``episodes`` deterministic episodes; the env is reset with ``seed`` first."""
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    for _ in range(episodes):
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(scale(agent.deterministic_action(obs)))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+        obs, _ = env.reset()
+    return returns
+
+
+def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Run one training run into ``out/<run-id>/`` and return its result record."""
+    prepared = prepare(cfg, out)
+    cfg, method, run_dir = prepared.cfg, prepared.method, prepared.run_dir
+    if run_dir.finished and not overwrite:
+        raise RunAlreadyFinished(f"{run_dir.path} already holds a finished run (pass --overwrite to redo it)")
+
+    torch.set_num_threads(cfg.torch_threads)
+    act_rng, replay_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(2))
+    generator = torch.Generator().manual_seed(cfg.seed)
+    env, eval_env = make_env(cfg.env), make_env(cfg.env)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    scale = ActionScaler(env.action_space)
+
+    agent = make_agent(cfg.algo, cfg=cfg, method=method, obs_dim=obs_dim, act_dim=act_dim, generator=generator)
+    buffer = ReplayBuffer(obs_dim, act_dim, cfg.buffer_max, replay_rng)
+    capacity_rule = DynamicCapacity(cfg.buffer_threshold, cfg.buffer_min, 8 * cfg.batch_size, cfg.buffer_rule)
+
+    run_dir.start({
+        "run_id": run_id(cfg),
+        "config": cfg.to_dict(),
+        "method_description": method.description,
+        "env": {"obs_dim": obs_dim, "act_dim": act_dim, "action_low": env.action_space.low.tolist(),
+                "action_high": env.action_space.high.tolist()},
+        "networks": {name: {"parameters": sum(p.numel() for p in m.parameters())}
+                     for name, m in agent.modules().items()},
+        "initial_densities": agent.densities(),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+    })
+    _log_topology(run_dir, agent, step=0, initial=True)
+
+    evaluations: list[float] = []
+    window: dict[str, list[float]] = {}
+    distance = math.nan
+    episode_return, episode_returns, episodes = 0.0, [], 0
+    started = time.perf_counter()
+    learn_started: float | None = None
+    obs, _ = env.reset(seed=cfg.seed)
+    bar = tqdm(total=cfg.steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=1.0,
+               desc=run_id(cfg))
+    try:
+        for step in range(1, cfg.steps + 1):
+            if step <= cfg.warmup_steps:
+                action = act_rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
+                behaviour = action
+            else:
+                action, behaviour = agent.explore(obs, act_rng)
+            next_obs, reward, terminated, truncated, _ = env.step(scale(action))
+            buffer.add(obs, action, behaviour, reward, next_obs, terminated, truncated)
+            episode_return += float(reward)
+            obs = next_obs
+            if terminated or truncated:
+                episode_returns.append(episode_return)
+                episodes += 1
+                episode_return = 0.0
+                obs, _ = env.reset()
+
+            if cfg.dynamic_buffer and step % cfg.buffer_check_every == 0:
+                distance = capacity_rule.apply(buffer, agent.policy_distance)
+
+            if step > cfg.warmup_steps:
+                if learn_started is None:
+                    learn_started = time.perf_counter()
+                iteration = step - cfg.warmup_steps
+                n = cfg.n_step if iteration >= cfg.nstep_delay else 1
+                stats = agent.update(buffer.sample(cfg.batch_size, n, cfg.gamma))
+                for key, value in stats.items():
+                    window.setdefault(key, []).append(value)
+                if any(ctrl.events for ctrl in agent.controllers.values()):
+                    _log_topology(run_dir, agent, step)
+
+            if step % cfg.log_every == 0:
+                learning_time = time.perf_counter() - learn_started if learn_started else 0.0
+                row = {key: float(np.mean(values)) for key, values in window.items()}
+                if not all(math.isfinite(v) for v in row.values()):
+                    raise RunDiverged(f"non-finite training loss at step {step}: {row}")
+                run_dir.diagnostics.write({
+                    **row, "step": step, "iterations": agent.iterations, "buffer_size": len(buffer),
+                    "n_step": cfg.n_step if step - cfg.warmup_steps >= cfg.nstep_delay else 1,
+                    "policy_distance": distance, "episodes": episodes,
+                    "train_return": float(np.mean(episode_returns)) if episode_returns else None,
+                    "steps_per_second": agent.iterations / learning_time if learning_time > 0 else None,
+                })
+                window.clear()
+                episode_returns.clear()
+
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                returns = evaluate(agent, eval_env, scale, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
+                mean = float(np.mean(returns))
+                if not math.isfinite(mean):
+                    raise RunDiverged(f"non-finite evaluation return at step {step}")
+                evaluations.append(mean)
+                run_dir.evaluations.write({"step": step, "mean_return": mean, "std_return": float(np.std(returns)),
+                                           "episodes": len(returns)})
+                bar.set_postfix(eval_return=f"{mean:.1f}", refresh=False)
+            bar.update(1)
+    except BaseException:
+        run_dir.abort()
+        raise
+    finally:
+        bar.close()
+        env.close()
+        eval_env.close()
+
+    wall = time.perf_counter() - started
+    learning_time = time.perf_counter() - learn_started if learn_started else 0.0
+    last = evaluations[-cfg.final_window:]
+    run_dir.save_model(agent.state_dict())
+    result = {
+        "run_id": run_id(cfg),
+        "status": "finished",
+        "final_score": float(np.mean(last)),
+        "final_window": len(last),
+        "evaluations": len(evaluations),
+        "steps": cfg.steps,
+        "iterations": agent.iterations,
+        "wall_seconds": wall,
+        "steps_per_second": agent.iterations / learning_time if learning_time > 0 else None,
+        "final_buffer_size": len(buffer),
+        "final_densities": agent.densities(),
+    }
+    run_dir.finish(result)
+    return result
+
+
+def _log_topology(run_dir: RunDirectory, agent: Agent, step: int, initial: bool = False) -> None:
+    """Write pending topology events (or, initially, every sparse layer's density)."""
+    for network, ctrl in agent.controllers.items():
+        if initial:
+            for name, layer in ctrl.layers:
+                run_dir.topology.write({"step": step, "network": network, "layer": name, "optimizer_step": 0,
+                                        "fraction": 0.0, "replaced": 0, "active": int(layer.mask.sum()),
+                                        "density": layer.density})
+            continue
+        for event in ctrl.events:
+            run_dir.topology.write({"step": step, "network": network, "layer": event.layer,
+                                    "optimizer_step": event.optimizer_step, "fraction": event.fraction,
+                                    "replaced": event.replaced, "active": event.active, "density": event.density})
+        ctrl.events.clear()
