@@ -28,8 +28,8 @@ class TD3(Agent):
         self.critic = TwinQ(obs_dim, act_dim, critic_hidden)
         initialise(self.actor, generator)
         initialise(self.critic, generator)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, foreach=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True)
         self.controllers = {
             # The actor steps once per `policy_delay` iterations and counts its own steps.
             "actor": method.make_controller("actor", self.actor, self.actor_opt, cfg, 1 / cfg.policy_delay, generator),

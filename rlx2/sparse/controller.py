@@ -124,6 +124,8 @@ class MaskController:
     @torch.no_grad()
     def sync_targets(self) -> None:
         """Multiply every bound target network's weights by the online masks (after a soft update)."""
+        if not self.layers:
+            return
         for target_layers in self._targets:
             torch._foreach_mul_([layer.weight for layer in target_layers], self._masks())
 

@@ -26,12 +26,12 @@ class TopologySchedule:
     """When a network's topology changes, counted in that network's own optimiser steps."""
 
     delta: int  # optimiser steps between two topology updates
-    t_end: int  # no update after this optimiser step
+    t_end: int  # updates happen strictly before this optimiser step (where zeta_t reaches 0)
     zeta0: float  # initial update fraction
 
     def due(self, t: int) -> bool:
         """Whether optimiser step ``t`` (1-based) is a topology update."""
-        return t % self.delta == 0 and t <= self.t_end
+        return t % self.delta == 0 and t < self.t_end
 
     def fraction(self, t: int) -> float:
         return cosine_update_fraction(t, self.t_end, self.zeta0)

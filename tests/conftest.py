@@ -1,0 +1,20 @@
+import pytest
+
+from rlx2.config import RunConfig
+
+
+def tiny_config(**changes) -> RunConfig:
+    """A real but small Hopper-v5 run that still exercises every mechanism.
+
+    1 000 training iterations: topology updates every 200 optimiser steps, n-step targets
+    from iteration 200, dynamic-buffer checks every 500 steps with a small minimum.
+    """
+    base = dict(env="Hopper-v5", steps=1_500, warmup_steps=500, batch_size=64, delta=200, nstep_delay=200,
+                buffer_check_every=500, buffer_min=600, eval_every=500, eval_episodes=2, log_every=500)
+    base.update(changes)
+    return RunConfig(**base)
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config

@@ -1,0 +1,97 @@
+"""Real tiny MuJoCo runs: every method with TD3 and SAC writes a complete run directory,
+and the same seed gives the same run."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from rlx2.train import train
+
+METHODS = ["dense", "tiny", "static", "set", "rigl", "rlx2"]
+RUN_FILES = {"config.json", "evaluations.csv", "topology.csv", "diagnostics.csv", "model.pt", "result.json"}
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_completes_a_real_run(tmp_path, algo, method):
+    result = train(tiny_config(algo=algo, method=method), tmp_path, progress=False)
+    run_dir = tmp_path / algo / "Hopper-v5" / method / "seed-0"
+    assert {p.name for p in run_dir.iterdir()} == RUN_FILES
+    assert result["status"] == "finished" and math.isfinite(result["final_score"])
+    assert json.loads((run_dir / "result.json").read_text()) == result
+
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["method"] == method and config["versions"]["torch"]
+    evaluations = rows(run_dir / "evaluations.csv")
+    assert [int(r["step"]) for r in evaluations] == [500, 1000, 1500]
+    assert result["final_score"] == pytest.approx(sum(float(r["mean_return"]) for r in evaluations) / 3)
+    diagnostics = rows(run_dir / "diagnostics.csv")
+    assert all(math.isfinite(float(r["critic_loss"])) for r in diagnostics[1:])
+
+    # masked weights are zero in every saved network, targets included, and targets use online masks
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    masks = {(net, key): value for net, sd in state.items() if isinstance(sd, dict)
+             for key, value in sd.items() if key.endswith(".mask")}
+    sparse = method in ("static", "set", "rigl", "rlx2")
+    assert bool(masks) == sparse
+    for (net, key), mask in masks.items():
+        weight = state[net][key.replace(".mask", ".weight")]
+        assert torch.all(weight[~mask] == 0)
+        online = net.replace("_target", "")
+        assert torch.equal(mask, state[online][key])
+
+    topology = rows(run_dir / "topology.csv")
+    updates = [r for r in topology if int(r["step"]) > 0]
+    if method in ("set", "rigl", "rlx2"):
+        # critic: t_end 1000 optimiser steps, delta 200 -> 200..800; TD3's actor has t_end 500
+        assert {int(r["optimizer_step"]) for r in updates if r["network"] == "critic"} == {200, 400, 600, 800}
+        actor_updates = {200, 400} if algo == "td3" else {200, 400, 600, 800}  # TD3's actor steps half as often
+        assert {int(r["optimizer_step"]) for r in updates if r["network"] == "actor"} == actor_updates
+        initial = {(r["network"], r["layer"]): r["active"] for r in topology if r["step"] == "0"}
+        assert all(initial[(r["network"], r["layer"])] == r["active"] for r in updates)
+    else:
+        assert not updates
+    if method == "rlx2":
+        assert {r["n_step"] for r in diagnostics} == {"1", "3"}
+        assert all(math.isfinite(float(r["policy_distance"])) for r in diagnostics)
+    else:
+        assert {r["n_step"] for r in diagnostics} == {"1"}
+
+
+@pytest.mark.parametrize(("algo", "method"), [("td3", "rlx2"), ("sac", "set")])
+def test_same_seed_same_run(tmp_path, algo, method):
+    cfg = tiny_config(algo=algo, method=method, steps=1_000, eval_every=500)
+    first = train(cfg, tmp_path / "a", progress=False)
+    second = train(cfg, tmp_path / "b", progress=False)
+    other = train(cfg.replace(seed=1), tmp_path / "c", progress=False)
+    run = f"{algo}/Hopper-v5/{method}/seed-0"
+    for name in ("evaluations.csv", "topology.csv"):
+        assert (tmp_path / "a" / run / name).read_text() == (tmp_path / "b" / run / name).read_text()
+    a = torch.load(tmp_path / "a" / run / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / run / "model.pt", weights_only=True)
+    c = torch.load(tmp_path / "c" / f"{algo}/Hopper-v5/{method}/seed-1" / "model.pt", weights_only=True)
+    for net in a:
+        if isinstance(a[net], dict):
+            for key in a[net]:
+                assert torch.equal(a[net][key], b[net][key]), (net, key)
+    assert first["final_score"] == second["final_score"]
+    assert not torch.equal(a["actor"]["net.2.mask"], c["actor"]["net.2.mask"])
+    assert other["final_score"] != first["final_score"]
+
+
+def test_a_finished_run_is_not_silently_redone(tmp_path):
+    from rlx2.train import RunAlreadyFinished
+
+    cfg = tiny_config(method="dense", steps=600, warmup_steps=500, eval_every=300)
+    train(cfg, tmp_path, progress=False)
+    with pytest.raises(RunAlreadyFinished, match="overwrite"):
+        train(cfg, tmp_path, progress=False)
