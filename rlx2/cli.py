@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(run)
 
+    flops = sub.add_parser("flops", help="model size and FLOPs of a method, from shapes and masks alone",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    flops.add_argument("--obs-dim", type=_integer, required=True, help="observation size")
+    flops.add_argument("--act-dim", type=_integer, required=True, help="action size")
+    flops.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    flops.add_argument("--methods-module", action="append", default=[], metavar="MODULE")
+    _add_config_flags(flops)
+
     methods = sub.add_parser("methods", help="list the registered methods")
     methods.add_argument("--methods-module", action="append", default=[], metavar="MODULE")
     return parser
@@ -79,11 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:<{width}}  {cls.description}")
         return 0
 
-    from rlx2.train import RunAlreadyFinished, prepare, train
-
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
     values["hidden_sizes"] = tuple(values["hidden_sizes"])
     cfg = RunConfig(**values)
+    if args.command == "flops":
+        return _flops(parser, cfg, args)
+
+    from rlx2.train import RunAlreadyFinished, prepare, train
+
     try:
         prepare(cfg, args.out)  # every input checked before any file is written
     except (ConfigError, ValueError) as exc:
@@ -94,6 +105,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rlx2 run: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({k: result[k] for k in ("run_id", "final_score", "final_window", "steps_per_second")}))
+    return 0
+
+
+def _flops(parser: argparse.ArgumentParser, cfg: RunConfig, args: argparse.Namespace) -> int:
+    import torch
+
+    from rlx2.agents import make_agent
+    from rlx2.methods import get_method
+    from rlx2.sparse.flops import flops_report
+
+    try:
+        cfg.validate()
+        if args.obs_dim <= 0 or args.act_dim <= 0:
+            raise ConfigError("obs_dim" if args.obs_dim <= 0 else "act_dim", min(args.obs_dim, args.act_dim),
+                              "must be a positive integer")
+        method = get_method(cfg.method)()
+    except (ConfigError, ValueError) as exc:
+        parser.error(str(exc))
+    cfg = method.resolve(cfg)
+    agent = make_agent(cfg.algo, cfg=cfg, method=method, obs_dim=args.obs_dim, act_dim=args.act_dim,
+                       generator=torch.Generator().manual_seed(cfg.seed))
+    report = flops_report(cfg, args.obs_dim, args.act_dim, method.training_cost(cfg, agent))
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    print(f"{cfg.algo} / {cfg.method}: obs {args.obs_dim}, act {args.act_dim}, actor sparsity {cfg.actor_sparsity}, "
+          f"critic sparsity {cfg.critic_sparsity}, {cfg.steps:,} steps ({cfg.warmup_steps:,} warm-up)")
+    print(f"  model size          {report['size']:.3f}x  ({report['model_weights']:,.0f} of "
+          f"{report['dense_model_weights']:,.0f} weights, targets included)")
+    print(f"  inference FLOPs     {report['inference_flops_relative']:.3f}x  ({report['inference_flops']:,.0f} per action)")
+    print(f"  training FLOPs      {report['training_flops_relative']:.3f}x  ({report['training_flops']:.3e} per run, "
+          f"{report['training_flops_per_step']:.3e} per env step)")
+    print(f"  topology updates    {report['topology_updates']}")
     return 0
 
 

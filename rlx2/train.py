@@ -33,6 +33,7 @@ from rlx2.envs import ActionScaler, make_env
 from rlx2.methods import get_method
 from rlx2.records import RunDirectory, git_commit, package_versions
 from rlx2.replay import DynamicCapacity, ReplayBuffer
+from rlx2.sparse.flops import flops_report
 
 EVAL_SEED_OFFSET = 100
 
@@ -106,6 +107,7 @@ def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: 
         "networks": {name: {"parameters": sum(p.numel() for p in m.parameters())}
                      for name, m in agent.modules().items()},
         "initial_densities": agent.densities(),
+        "flops": flops_report(cfg, obs_dim, act_dim, method.training_cost(cfg, agent)),
         "versions": package_versions(),
         "git_commit": git_commit(),
     })
@@ -200,6 +202,7 @@ def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: 
         "steps_per_second": agent.iterations / learning_time if learning_time > 0 else None,
         "final_buffer_size": len(buffer),
         "final_densities": agent.densities(),
+        "flops": flops_report(cfg, obs_dim, act_dim, method.training_cost(cfg, agent)),
     }
     run_dir.finish(result)
     return result

@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_config
 from rlx2.train import train
 
-METHODS = ["dense", "tiny", "static", "set", "rigl", "rlx2"]
+METHODS = ["dense", "tiny", "static", "set", "rigl", "rlx2", "pruning"]
 RUN_FILES = {"config.json", "evaluations.csv", "topology.csv", "diagnostics.csv", "model.pt", "result.json"}
 
 
@@ -41,7 +41,7 @@ def test_every_method_completes_a_real_run(tmp_path, algo, method):
     state = torch.load(run_dir / "model.pt", weights_only=True)
     masks = {(net, key): value for net, sd in state.items() if isinstance(sd, dict)
              for key, value in sd.items() if key.endswith(".mask")}
-    sparse = method in ("static", "set", "rigl", "rlx2")
+    sparse = method in ("static", "set", "rigl", "rlx2", "pruning")
     assert bool(masks) == sparse
     for (net, key), mask in masks.items():
         weight = state[net][key.replace(".mask", ".weight")]
@@ -58,6 +58,14 @@ def test_every_method_completes_a_real_run(tmp_path, algo, method):
         assert {int(r["optimizer_step"]) for r in updates if r["network"] == "actor"} == actor_updates
         initial = {(r["network"], r["layer"]): r["active"] for r in topology if r["step"] == "0"}
         assert all(initial[(r["network"], r["layer"])] == r["active"] for r in updates)
+        # the analytic count of topology updates matches what the run did
+        counted = {net: len({r["optimizer_step"] for r in updates if r["network"] == net}) for net in ("actor", "critic")}
+        assert result["flops"]["topology_updates"] == counted
+    elif method == "pruning":
+        # dense at first, pruned once at 80 % of each network's optimiser steps (runs shorter than 1 000 steps)
+        assert {(r["network"], r["optimizer_step"]) for r in updates} == {("critic", "800"), ("actor", "400" if algo == "td3" else "800")}
+        assert all(float(r["density"]) < 1.0 for r in updates)
+        assert result["flops"]["size"] == pytest.approx(json.loads((run_dir / "config.json").read_text())["flops"]["size"])
     else:
         assert not updates
     if method == "rlx2":

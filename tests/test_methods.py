@@ -38,7 +38,7 @@ def test_set_rigl_and_rlx2_differ_only_where_they_should():
     assert set_.grow_scores is random_grow_scores
     assert (rigl.n_step, rigl.dynamic_buffer) == (1, False)
     assert (rlx2.n_step, rlx2.dynamic_buffer) == (3, True)
-    assert issubclass(get_method("static"), SparseMethod) and get_method("static")().schedule(RunConfig(), 1.0) is None
+    assert issubclass(get_method("static"), SparseMethod) and get_method("static")().schedule(RunConfig(), 1) is None
 
 
 def test_resolve_fills_method_and_algorithm_defaults_but_keeps_user_overrides():

@@ -29,6 +29,11 @@ class Agent:
         self.generator = generator
         self.iterations = 0  # training iterations (critic updates) so far
 
+    @staticmethod
+    def update_every(cfg: RunConfig) -> dict[str, int]:
+        """Training iterations per optimiser step of each network (TD3's actor: ``policy_delay``)."""
+        return {"actor": 1, "critic": 1}
+
     # -- acting -----------------------------------------------------------------
     @torch.no_grad()
     def deterministic_action(self, obs: np.ndarray) -> np.ndarray:

@@ -30,10 +30,10 @@ class TD3(Agent):
         initialise(self.critic, generator)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, fused=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True)
+        every = self.update_every(cfg)
         self.controllers = {
-            # The actor steps once per `policy_delay` iterations and counts its own steps.
-            "actor": method.make_controller("actor", self.actor, self.actor_opt, cfg, 1 / cfg.policy_delay, generator),
-            "critic": method.make_controller("critic", self.critic, self.critic_opt, cfg, 1.0, generator),
+            "actor": method.make_controller("actor", self.actor, self.actor_opt, cfg, every["actor"], generator),
+            "critic": method.make_controller("critic", self.critic, self.critic_opt, cfg, every["critic"], generator),
         }
         self.actor_target = copy.deepcopy(self.actor)
         self.critic_target = copy.deepcopy(self.critic)
@@ -41,6 +41,10 @@ class TD3(Agent):
         self.controllers["critic"].bind_target(self.critic_target)
         self._soft_actor = SoftUpdate(self.actor_target, self.actor, cfg.tau)
         self._soft_critic = SoftUpdate(self.critic_target, self.critic, cfg.tau)
+
+    @staticmethod
+    def update_every(cfg):
+        return {"actor": cfg.policy_delay, "critic": 1}  # the actor counts its own, delayed steps
 
     def modules(self):
         return {"actor": self.actor, "critic": self.critic, "actor_target": self.actor_target,

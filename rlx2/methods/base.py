@@ -6,7 +6,8 @@ defaults of the RLx2 recipe switches (``n_step``, ``dynamic_buffer``) that a use
 still override per run. The training loop and the agents only call the hooks below and
 never test a method's name, so a new method is one subclass in one file.
 
-* ``Method``: a dense agent; ``make_controller`` is the general hook.
+* ``Method``: a dense agent; ``make_controller`` is the general hook, ``training_cost``
+  says what a whole run costs in FLOPs (rules in ``rlx2.sparse.flops``).
 * ``SparseMethod``: random masks by the run's layer-density distribution, never changed.
 * ``DynamicSparseMethod``: adds drop/grow on the schedule of spec section 4; its
   ``grow_scores`` is the one thing SET and RigL/RLx2 disagree on.
@@ -14,18 +15,19 @@ never test a method's name, so a new method is one subclass in one file.
 
 from __future__ import annotations
 
-import math
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 
 from rlx2.config import BUFFER_BOUNDS, RunConfig
 from rlx2.sparse.controller import MaskController
+from rlx2.sparse.flops import NetworkCosts, Phase, TrainingCost, run_flops
 from rlx2.sparse.layers import sparsify
 from rlx2.sparse.topology import TopologySchedule, gradient_grow_scores
 
-ROLES = ("actor", "critic")
+if TYPE_CHECKING:
+    from rlx2.agents.base import Agent
 
 
 class Method:
@@ -62,38 +64,55 @@ class Method:
         """Hidden widths of the ``role`` network (per Q head for the critic)."""
         return cfg.hidden_sizes
 
+    def schedule(self, cfg: RunConfig, update_every: int) -> TopologySchedule | None:
+        """When the topology of a network stepped every ``update_every`` iterations changes (None: never)."""
+        return None
+
     def make_controller(self, role: str, network: nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig,
-                        steps_per_iteration: float, generator: torch.Generator) -> MaskController:
+                        update_every: int, generator: torch.Generator) -> MaskController:
         """Install masks on ``network`` and return what manages them through training.
 
-        ``steps_per_iteration`` is how many optimiser steps the network takes per training
-        iteration (TD3's actor: ``1 / policy_delay``), so schedules count its own steps.
+        ``update_every`` is how many training iterations pass per optimiser step of this
+        network (TD3's actor: ``policy_delay``), so its schedule counts its own steps.
         """
         return MaskController(network, optimizer)
+
+    def training_cost(self, cfg: RunConfig, agent: Agent) -> TrainingCost:
+        """Training FLOPs of a whole run of this method (rules in ``rlx2.sparse.flops``).
+
+        The default holds for every method whose per-layer active counts stay constant
+        (dense, tiny, static, SET, RigL, RLx2): one phase at the agent's current costs,
+        plus the dense gradients of its topology updates.
+        """
+        costs = NetworkCosts.of_agent(agent)
+        updates = {role: self.topology_updates(cfg, every) for role, every in agent.update_every(cfg).items()}
+        return TrainingCost(costs, run_flops(cfg, [Phase(cfg.training_iterations, costs)], updates), updates)
+
+    def topology_updates(self, cfg: RunConfig, update_every: int) -> int:
+        """How many topology updates a network stepped every ``update_every`` iterations gets in a run."""
+        schedule = self.schedule(cfg, update_every)
+        if schedule is None:
+            return 0
+        optimizer_steps = cfg.training_iterations // update_every
+        return min(optimizer_steps, schedule.t_end - 1) // schedule.delta
 
 
 class SparseMethod(Method):
     """Sparse from the first step: random masks by the layer-density distribution, kept fixed."""
 
     uses_sparsity = True
-
-    def make_controller(self, role, network, optimizer, cfg, steps_per_iteration, generator):
-        sparsify(network, self.sparsity(cfg, role), generator, cfg.sparsity_distribution)
-        return MaskController(network, optimizer, self.schedule(cfg, steps_per_iteration),
-                              type(self).grow_scores, generator)
-
-    def schedule(self, cfg: RunConfig, steps_per_iteration: float) -> TopologySchedule | None:
-        return None
-
     grow_scores = None
+
+    def make_controller(self, role, network, optimizer, cfg, update_every, generator):
+        sparsify(network, self.sparsity(cfg, role), generator, cfg.sparsity_distribution)
+        return MaskController(network, optimizer, self.schedule(cfg, update_every), type(self).grow_scores, generator)
 
 
 class DynamicSparseMethod(SparseMethod):
     """Drop the smallest magnitudes and grow by ``grow_scores`` every ``delta`` optimiser steps."""
 
-    def schedule(self, cfg: RunConfig, steps_per_iteration: float) -> TopologySchedule | None:
-        t_end = max(1, math.floor(cfg.t_end * steps_per_iteration))
-        return TopologySchedule(delta=cfg.delta, t_end=t_end, zeta0=cfg.zeta)
+    def schedule(self, cfg: RunConfig, update_every: int) -> TopologySchedule | None:
+        return TopologySchedule(delta=cfg.delta, t_end=max(1, cfg.t_end // update_every), zeta0=cfg.zeta)
 
     #: RigL's rule; SET overrides it with uniform noise.
     grow_scores = staticmethod(gradient_grow_scores)
