@@ -86,8 +86,28 @@ def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: 
     cfg, method, run_dir = prepared.cfg, prepared.method, prepared.run_dir
     if run_dir.finished and not overwrite:
         raise RunAlreadyFinished(f"{run_dir.path} already holds a finished run (pass --overwrite to redo it)")
-
     torch.set_num_threads(cfg.torch_threads)
+    return method.run(cfg, Path(out), run_dir, progress=progress)
+
+
+def run_metadata(cfg: RunConfig, method: Any, env, modules: dict[str, Any], densities, flops) -> dict[str, Any]:
+    """What ``config.json`` holds: the resolved config and everything needed to trace a number."""
+    return {
+        "run_id": run_id(cfg),
+        "config": cfg.to_dict(),
+        "method_description": method.description,
+        "env": {"obs_dim": env.observation_space.shape[0], "act_dim": env.action_space.shape[0],
+                "action_low": env.action_space.low.tolist(), "action_high": env.action_space.high.tolist()},
+        "networks": {name: {"parameters": sum(p.numel() for p in m.parameters())} for name, m in modules.items()},
+        "initial_densities": densities,
+        "flops": flops,
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+    }
+
+
+def run_off_policy(cfg: RunConfig, method: Any, run_dir: RunDirectory, *, progress: bool = True) -> dict[str, Any]:
+    """The standard run of every method: one off-policy agent trained for ``cfg.steps`` steps."""
     act_rng, replay_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(2))
     generator = torch.Generator().manual_seed(cfg.seed)
     env, eval_env = make_env(cfg.env), make_env(cfg.env)
@@ -98,19 +118,8 @@ def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: 
     buffer = ReplayBuffer(obs_dim, act_dim, cfg.buffer_max, replay_rng)
     capacity_rule = DynamicCapacity(cfg.buffer_threshold, cfg.buffer_min, 8 * cfg.batch_size, cfg.buffer_rule)
 
-    run_dir.start({
-        "run_id": run_id(cfg),
-        "config": cfg.to_dict(),
-        "method_description": method.description,
-        "env": {"obs_dim": obs_dim, "act_dim": act_dim, "action_low": env.action_space.low.tolist(),
-                "action_high": env.action_space.high.tolist()},
-        "networks": {name: {"parameters": sum(p.numel() for p in m.parameters())}
-                     for name, m in agent.modules().items()},
-        "initial_densities": agent.densities(),
-        "flops": flops_report(cfg, obs_dim, act_dim, method.training_cost(cfg, agent)),
-        "versions": package_versions(),
-        "git_commit": git_commit(),
-    })
+    run_dir.start(run_metadata(cfg, method, env, agent.modules(), agent.densities(),
+                               flops_report(cfg, obs_dim, act_dim, method.training_cost(cfg, agent))))
     _log_topology(run_dir, agent, step=0, initial=True)
 
     evaluations: list[float] = []

@@ -71,6 +71,13 @@ class Agent:
     def state_dict(self) -> dict[str, Any]:
         return {name: module.state_dict() for name, module in self.modules().items()}
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` saved (weights, masks, SAC's temperature)."""
+        for name, module in self.modules().items():
+            module.load_state_dict(state[name])
+        if "log_alpha" in state and hasattr(self, "log_alpha"):
+            self.log_alpha.data.copy_(state["log_alpha"])
+
     def densities(self) -> dict[str, dict[str, float]]:
         """Per-layer densities of each online network's sparse layers."""
         return {role: ctrl.densities() for role, ctrl in self.controllers.items()}

@@ -15,7 +15,8 @@ never test a method's name, so a new method is one subclass in one file.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -28,6 +29,7 @@ from rlx2.sparse.topology import TopologySchedule, gradient_grow_scores
 
 if TYPE_CHECKING:
     from rlx2.agents.base import Agent
+    from rlx2.records import RunDirectory
 
 
 class Method:
@@ -76,6 +78,17 @@ class Method:
         network (TD3's actor: ``policy_delay``), so its schedule counts its own steps.
         """
         return MaskController(network, optimizer)
+
+    def run(self, cfg: RunConfig, out: Path, run_dir: RunDirectory, *, progress: bool = True) -> dict[str, Any]:
+        """Carry out one run into ``run_dir`` and return its result record (written last).
+
+        The default is the standard off-policy loop of ``rlx2.train``; a method with a
+        different procedure (a distillation teacher, then a student) overrides this.
+        ``out`` is the results root, where other runs (a teacher) may be found.
+        """
+        from rlx2.train import run_off_policy
+
+        return run_off_policy(cfg, self, run_dir, progress=progress)
 
     def training_cost(self, cfg: RunConfig, agent: Agent) -> TrainingCost:
         """Training FLOPs of a whole run of this method (rules in ``rlx2.sparse.flops``).

@@ -31,7 +31,8 @@ evaluation episodes and random warm-up actions.
   figures divide by the dense agent's run with the same steps, warm-up, batch size and
   policy delay (1-step targets, no topology updates). A method whose densities change
   (dense-to-sparse) describes its run as phases of constant cost; a method with extra
-  training (a distillation teacher) adds it (``Method.training_cost``).
+  training (a distillation teacher) adds it (``Method.training_cost``). A distilled
+  student keeps only its actor: its size is the student's weights over the dense actor's.
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ class TrainingCost:
     final: NetworkCosts
     flops: float
     topology_updates: dict[str, int]
+    #: ``(weights, dense counterpart)`` when the method keeps other networks than the agent's
+    #: (a distilled student actor); None: every network the method trains, targets included.
+    kept_weights: tuple[float, float] | None = None
 
 
 def flops_report(cfg: RunConfig, obs_dim: int, act_dim: int, cost: TrainingCost) -> dict[str, Any]:
@@ -155,10 +159,12 @@ def flops_report(cfg: RunConfig, obs_dim: int, act_dim: int, cost: TrainingCost)
     dense_costs = NetworkCosts.dense(cfg.algo, obs_dim, act_dim, cfg.hidden_sizes)
     dense_cfg = cfg.replace(n_step=1)
     dense_flops = run_flops(dense_cfg, [Phase(cfg.training_iterations, dense_costs)], {})
+    weights, dense_weights = cost.kept_weights or (model_weights(cfg.algo, cost.final),
+                                                   model_weights(cfg.algo, dense_costs))
     return {
-        "model_weights": model_weights(cfg.algo, cost.final),
-        "dense_model_weights": model_weights(cfg.algo, dense_costs),
-        "size": model_weights(cfg.algo, cost.final) / model_weights(cfg.algo, dense_costs),
+        "model_weights": weights,
+        "dense_model_weights": dense_weights,
+        "size": weights / dense_weights,
         "inference_flops": cost.final.actor,
         "inference_flops_relative": cost.final.actor / dense_costs.actor,
         "training_flops": cost.flops,
