@@ -133,7 +133,7 @@ def _flops(parser: argparse.ArgumentParser, cfg: RunConfig, args: argparse.Names
     print(f"{cfg.algo} / {cfg.method}: obs {args.obs_dim}, act {args.act_dim}, actor sparsity {cfg.actor_sparsity}, "
           f"critic sparsity {cfg.critic_sparsity}, {cfg.steps:,} steps ({cfg.warmup_steps:,} warm-up)")
     print(f"  model size          {report['size']:.3f}x  ({report['model_weights']:,.0f} of "
-          f"{report['dense_model_weights']:,.0f} weights kept)")
+          f"{report['dense_model_weights']:,.0f} weights)")
     print(f"  inference FLOPs     {report['inference_flops_relative']:.3f}x  ({report['inference_flops']:,.0f} per action)")
     print(f"  training FLOPs      {report['training_flops_relative']:.3f}x  ({report['training_flops']:.3e} per run, "
           f"{report['training_flops_per_step']:.3e} per env step)")
