@@ -67,6 +67,7 @@ class RunConfig:
     eval_episodes: int = _f(10, "episodes per evaluation (deterministic policy, env seeded seed+100)")
     final_window: int = _f(30, "final score = mean of the last K evaluations")
     log_every: int = _f(1_000, "environment steps between rows of training diagnostics")
+    checkpoint_every: int = _f(50_000, "environment steps between checkpoints (each taken at the next episode end)")
     torch_threads: int = _f(1, "torch intra-op threads for this run")
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -104,7 +105,7 @@ class RunConfig:
         if self.sparsity_distribution not in ("er", "uniform"):
             raise ConfigError("sparsity_distribution", self.sparsity_distribution, "must be er or uniform")
         positive = ("steps", "batch_size", "policy_delay", "delta", "eval_every", "eval_episodes",
-                    "final_window", "log_every", "torch_threads", "buffer_check_every")
+                    "final_window", "log_every", "torch_threads", "buffer_check_every", "checkpoint_every")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, getattr(self, name), "must be a positive integer")

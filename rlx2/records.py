@@ -7,12 +7,19 @@
 * ``topology.csv``     per-layer densities at initialisation and at each topology update;
 * ``diagnostics.csv``  losses, buffer size, current n, policy distance, steps/s, ...;
 * ``model.pt``         final weights and masks of every network (``torch.load(weights_only=True)``);
+* ``checkpoint.pt``    the latest checkpoint of an unfinished run (removed when it finishes);
+* ``failure.json``     why the last attempt failed (a divergence or a crash), if it did;
 * ``result.json``      written last and atomically: a directory without it is unfinished.
+
+A run that finds a valid checkpoint resumes from it: the CSV logs are cut back to the
+checkpoint's step, so no row is ever duplicated. A run holds ``.lock`` (an ``flock``)
+while it works, so two runners never run the same run at once.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import platform
@@ -24,6 +31,13 @@ from typing import Any
 import torch
 
 RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+FAILURE_FILE = "failure.json"
+LOCK_FILE = ".lock"
+
+
+class RunLocked(RuntimeError):
+    """Another process is working on this run right now."""
 PACKAGES = ("rlx2", "torch", "gymnasium", "mujoco", "numpy", "scipy")
 
 
@@ -66,8 +80,21 @@ def git_commit() -> str | None:
 class CsvLog:
     """Append-only CSV with a fixed header, flushed per row so a killed run keeps its rows."""
 
-    def __init__(self, path: Path, columns: list[str]) -> None:
+    def __init__(self, path: Path, columns: list[str], keep_until_step: int | None = None) -> None:
+        """A new log, or (``keep_until_step`` given) the existing one cut back to that step."""
         self.columns = columns
+        if keep_until_step is not None and path.is_file():
+            with open(path, newline="") as f:
+                kept = [row for row in csv.DictReader(f) if row.get("step") and int(row["step"]) <= keep_until_step]
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(kept)
+            os.replace(tmp, path)
+            self._file = open(path, "a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="raise")
+            return
         self._file = open(path, "w", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="raise")
         self._writer.writeheader()
@@ -98,20 +125,90 @@ class RunDirectory:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def result(self) -> dict[str, Any] | None:
+        """The result record, or None when the run is unfinished (or the record is unreadable)."""
+        try:
+            record = json.loads((self.path / RESULT_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) and record.get("status") == "finished" else None
+
     @property
     def finished(self) -> bool:
-        return (self.path / RESULT_FILE).is_file()
+        return self.result() is not None
+
+    def failure(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.path / FAILURE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def lock(self) -> None:
+        """Take this run's lock for the life of this process (or until ``unlock``); RunLocked if held."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.path / LOCK_FILE, "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise RunLocked(f"{self.path} is being run by another process") from None
+
+    def unlock(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+            self._lock = None
+
+    def is_locked(self) -> bool:
+        """Whether some process holds this run's lock now."""
+        try:
+            with open(self.path / LOCK_FILE) as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+                return False
+        except FileNotFoundError:
+            return False
+        except BlockingIOError:
+            return True
 
     def start(self, config: dict[str, Any]) -> None:
         """Begin a fresh run: clear leftovers of an unfinished one, write the config, open the logs."""
         self.path.mkdir(parents=True, exist_ok=True)
         for child in self.path.iterdir():
-            if child.is_file():
+            if child.is_file() and child.name != LOCK_FILE:
                 child.unlink()
         atomic_write_text(self.path / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
         self.evaluations = CsvLog(self.path / "evaluations.csv", self.EVAL_COLUMNS)
         self.topology = CsvLog(self.path / "topology.csv", self.TOPOLOGY_COLUMNS)
         self.diagnostics = CsvLog(self.path / "diagnostics.csv", self.DIAGNOSTIC_COLUMNS)
+
+    def resume(self, step: int) -> None:
+        """Continue from a checkpoint taken at ``step``: logs are cut back to it."""
+        (self.path / FAILURE_FILE).unlink(missing_ok=True)
+        self.evaluations = CsvLog(self.path / "evaluations.csv", self.EVAL_COLUMNS, keep_until_step=step)
+        self.topology = CsvLog(self.path / "topology.csv", self.TOPOLOGY_COLUMNS, keep_until_step=step)
+        self.diagnostics = CsvLog(self.path / "diagnostics.csv", self.DIAGNOSTIC_COLUMNS, keep_until_step=step)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        atomic_torch_save(state, self.path / CHECKPOINT_FILE)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint, or None when there is none; an unreadable one is removed (the run restarts)."""
+        path = self.path / CHECKPOINT_FILE
+        if not path.is_file():
+            return None
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception:  # truncated or corrupt: start afresh rather than crash
+            path.unlink(missing_ok=True)
+            return None
+
+    def fail(self, reason: str, kind: str) -> None:
+        """Record why this attempt failed (``kind``: ``diverged`` or ``crashed``)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / FAILURE_FILE, json.dumps({"status": "failed", "kind": kind, "reason": reason},
+                                                               indent=2) + "\n")
 
     def save_model(self, state: dict[str, Any]) -> None:
         atomic_torch_save(state, self.path / "model.pt")
@@ -120,8 +217,12 @@ class RunDirectory:
         """Close the logs and write the result record, last and atomically."""
         for log in (self.evaluations, self.topology, self.diagnostics):
             log.close()
+        (self.path / FAILURE_FILE).unlink(missing_ok=True)
         atomic_write_text(self.path / RESULT_FILE, json.dumps(result, indent=2, sort_keys=True) + "\n")
+        (self.path / CHECKPOINT_FILE).unlink(missing_ok=True)
 
     def abort(self) -> None:
-        for log in (self.evaluations, self.topology, self.diagnostics):
-            log.close()
+        for name in ("evaluations", "topology", "diagnostics"):
+            log = getattr(self, name, None)
+            if log is not None:
+                log.close()

@@ -68,6 +68,21 @@ class ReplayBuffer:
         else:
             self.start = (self.start + 1) % self.capacity
 
+    FIELDS = ("obs", "next_obs", "act", "behaviour_act", "reward", "terminated", "episode_end")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The stored transitions, oldest first (sampling depends only on this order)."""
+        idx = self._physical(np.arange(self.size))
+        return {name: torch.from_numpy(getattr(self, name)[idx].copy()) for name in self.FIELDS}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        size = len(state["reward"])
+        if size > self.capacity:
+            raise ValueError(f"replay state holds {size} transitions, capacity is {self.capacity}")
+        for name in self.FIELDS:
+            getattr(self, name)[:size] = state[name].numpy()
+        self.start, self.size = 0, size
+
     def _physical(self, logical: np.ndarray) -> np.ndarray:
         return (self.start + logical) % self.capacity
 

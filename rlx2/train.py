@@ -17,9 +17,10 @@ replay sampling), all from ``cfg.seed``; the global RNGs are never used.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from rlx2.agents import Agent, make_agent
 from rlx2.config import RunConfig, run_id
 from rlx2.envs import ActionScaler, make_env
 from rlx2.methods import get_method
-from rlx2.records import RunDirectory, git_commit, package_versions
+from rlx2.records import CHECKPOINT_FILE, RunDirectory, git_commit, package_versions
 from rlx2.replay import DynamicCapacity, ReplayBuffer
 from rlx2.sparse.flops import flops_report
 
@@ -84,10 +85,20 @@ def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: 
     """Run one training run into ``out/<run-id>/`` and return its result record."""
     prepared = prepare(cfg, out)
     cfg, method, run_dir = prepared.cfg, prepared.method, prepared.run_dir
-    if run_dir.finished and not overwrite:
-        raise RunAlreadyFinished(f"{run_dir.path} already holds a finished run (pass --overwrite to redo it)")
-    torch.set_num_threads(cfg.torch_threads)
-    return method.run(cfg, Path(out), run_dir, progress=progress)
+    run_dir.lock()
+    try:
+        if run_dir.finished and not overwrite:
+            raise RunAlreadyFinished(f"{run_dir.path} already holds a finished run (pass --overwrite to redo it)")
+        if overwrite:
+            (run_dir.path / CHECKPOINT_FILE).unlink(missing_ok=True)
+        torch.set_num_threads(cfg.torch_threads)
+        try:
+            return method.run(cfg, Path(out), run_dir, progress=progress)
+        except RunDiverged as exc:
+            run_dir.fail(str(exc), "diverged")
+            raise
+    finally:
+        run_dir.unlock()
 
 
 def run_metadata(cfg: RunConfig, method: Any, env, modules: dict[str, Any], densities, flops) -> dict[str, Any]:
@@ -107,7 +118,14 @@ def run_metadata(cfg: RunConfig, method: Any, env, modules: dict[str, Any], dens
 
 
 def run_off_policy(cfg: RunConfig, method: Any, run_dir: RunDirectory, *, progress: bool = True) -> dict[str, Any]:
-    """The standard run of every method: one off-policy agent trained for ``cfg.steps`` steps."""
+    """The standard run of every method: one off-policy agent trained for ``cfg.steps`` steps.
+
+    Resumes from ``run_dir``'s checkpoint when there is a valid one. Checkpoints are taken
+    at the first episode end after every ``checkpoint_every`` steps and hold everything
+    the loop depends on (networks, masks, optimisers, replay, every generator, the training
+    env's generator before its reset), so a resumed run continues exactly as an
+    uninterrupted one would.
+    """
     act_rng, replay_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(2))
     generator = torch.Generator().manual_seed(cfg.seed)
     env, eval_env = make_env(cfg.env), make_env(cfg.env)
@@ -117,22 +135,34 @@ def run_off_policy(cfg: RunConfig, method: Any, run_dir: RunDirectory, *, progre
     agent = make_agent(cfg.algo, cfg=cfg, method=method, obs_dim=obs_dim, act_dim=act_dim, generator=generator)
     buffer = ReplayBuffer(obs_dim, act_dim, cfg.buffer_max, replay_rng)
     capacity_rule = DynamicCapacity(cfg.buffer_threshold, cfg.buffer_min, 8 * cfg.batch_size, cfg.buffer_rule)
-
-    run_dir.start(run_metadata(cfg, method, env, agent.modules(), agent.densities(),
-                               flops_report(cfg, obs_dim, act_dim, method.training_cost(cfg, agent))))
-    _log_topology(run_dir, agent, step=0, initial=True)
-
-    evaluations: list[float] = []
-    window: dict[str, list[float]] = {}
-    distance = math.nan
-    episode_return, episode_returns, episodes = 0.0, [], 0
-    started = time.perf_counter()
-    learn_started: float | None = None
+    loop = LoopState()
     obs, _ = env.reset(seed=cfg.seed)
-    bar = tqdm(total=cfg.steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=1.0,
-               desc=run_id(cfg))
+    env_rng = env.unwrapped.np_random  # the training env's generator (episode initial states)
+    checkpoint = run_dir.load_checkpoint()
+    if checkpoint is not None:
+        agent.load_training_state(checkpoint["agent"])
+        buffer.load_state_dict(checkpoint["replay"])
+        act_rng.bit_generator.state = checkpoint["rng"]["act"]
+        replay_rng.bit_generator.state = checkpoint["rng"]["replay"]
+        generator.set_state(checkpoint["rng"]["torch"])
+        env_rng.bit_generator.state = checkpoint["rng"]["env_before_reset"]
+        obs, _ = env.reset()  # the very reset the checkpoint was taken after
+        loop = LoopState(**checkpoint["loop"])
+        run_dir.resume(loop.step)
+    else:
+        run_dir.start(run_metadata(cfg, method, env, agent.modules(), agent.densities(),
+                                   flops_report(cfg, obs_dim, act_dim, method.training_cost(cfg, agent))))
+        _log_topology(run_dir, agent, step=0, initial=True)
+
+    next_checkpoint = (loop.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    env_state_before_reset = None
+    attempt_started = time.perf_counter()
+    learning_since: float | None = None
+    bar = tqdm(total=cfg.steps, initial=loop.step, disable=not progress, unit="step", dynamic_ncols=True,
+               mininterval=1.0, desc=run_id(cfg))
     try:
-        for step in range(1, cfg.steps + 1):
+        for step in range(loop.step + 1, cfg.steps + 1):
+            episode_ended = False
             if step <= cfg.warmup_steps:
                 action = act_rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
                 behaviour = action
@@ -140,53 +170,68 @@ def run_off_policy(cfg: RunConfig, method: Any, run_dir: RunDirectory, *, progre
                 action, behaviour = agent.explore(obs, act_rng)
             next_obs, reward, terminated, truncated, _ = env.step(scale(action))
             buffer.add(obs, action, behaviour, reward, next_obs, terminated, truncated)
-            episode_return += float(reward)
+            loop.episode_return += float(reward)
             obs = next_obs
             if terminated or truncated:
-                episode_returns.append(episode_return)
-                episodes += 1
-                episode_return = 0.0
+                loop.episode_returns.append(loop.episode_return)
+                loop.episodes += 1
+                loop.episode_return = 0.0
+                env_state_before_reset = copy.deepcopy(env_rng.bit_generator.state)
                 obs, _ = env.reset()
+                episode_ended = True
 
             if cfg.dynamic_buffer and step % cfg.buffer_check_every == 0:
-                distance = capacity_rule.apply(buffer, agent.policy_distance)
+                loop.distance = capacity_rule.apply(buffer, agent.policy_distance)
 
             if step > cfg.warmup_steps:
-                if learn_started is None:
-                    learn_started = time.perf_counter()
+                if learning_since is None:
+                    learning_since = time.perf_counter()
                 iteration = step - cfg.warmup_steps
                 n = cfg.n_step if iteration >= cfg.nstep_delay else 1
                 stats = agent.update(buffer.sample(cfg.batch_size, n, cfg.gamma))
                 for key, value in stats.items():
-                    window.setdefault(key, []).append(value)
+                    loop.window.setdefault(key, []).append(value)
                 if any(ctrl.events for ctrl in agent.controllers.values()):
                     _log_topology(run_dir, agent, step)
 
             if step % cfg.log_every == 0:
-                learning_time = time.perf_counter() - learn_started if learn_started else 0.0
-                row = {key: float(np.mean(values)) for key, values in window.items()}
+                learning_seconds = loop.learning_seconds + (time.perf_counter() - learning_since if learning_since else 0)
+                row = {key: float(np.mean(values)) for key, values in loop.window.items()}
                 if not all(math.isfinite(v) for v in row.values()):
                     raise RunDiverged(f"non-finite training loss at step {step}: {row}")
                 run_dir.diagnostics.write({
                     **row, "step": step, "iterations": agent.iterations, "buffer_size": len(buffer),
                     "n_step": cfg.n_step if step - cfg.warmup_steps >= cfg.nstep_delay else 1,
-                    "policy_distance": distance, "episodes": episodes,
-                    "train_return": float(np.mean(episode_returns)) if episode_returns else None,
-                    "steps_per_second": agent.iterations / learning_time if learning_time > 0 else None,
+                    "policy_distance": loop.distance, "episodes": loop.episodes,
+                    "train_return": float(np.mean(loop.episode_returns)) if loop.episode_returns else None,
+                    "steps_per_second": agent.iterations / learning_seconds if learning_seconds > 0 else None,
                 })
-                window.clear()
-                episode_returns.clear()
+                loop.window.clear()
+                loop.episode_returns.clear()
 
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 returns = evaluate(agent, eval_env, scale, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
                 mean = float(np.mean(returns))
                 if not math.isfinite(mean):
                     raise RunDiverged(f"non-finite evaluation return at step {step}")
-                evaluations.append(mean)
+                loop.evaluations.append(mean)
                 run_dir.evaluations.write({"step": step, "mean_return": mean, "std_return": float(np.std(returns)),
                                            "episodes": len(returns)})
                 bar.set_postfix(eval_return=f"{mean:.1f}", refresh=False)
             bar.update(1)
+
+            if episode_ended and step >= next_checkpoint and step < cfg.steps:
+                now = time.perf_counter()
+                loop.step = step
+                loop.wall_seconds += now - attempt_started
+                loop.learning_seconds += now - learning_since if learning_since else 0.0
+                attempt_started, learning_since = now, (now if learning_since else None)
+                run_dir.save_checkpoint({
+                    "agent": agent.training_state(), "replay": buffer.state_dict(), "loop": asdict(loop),
+                    "rng": {"act": act_rng.bit_generator.state, "replay": replay_rng.bit_generator.state,
+                            "torch": generator.get_state(), "env_before_reset": env_state_before_reset},
+                })
+                next_checkpoint = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
     except BaseException:
         run_dir.abort()
         raise
@@ -195,26 +240,42 @@ def run_off_policy(cfg: RunConfig, method: Any, run_dir: RunDirectory, *, progre
         env.close()
         eval_env.close()
 
-    wall = time.perf_counter() - started
-    learning_time = time.perf_counter() - learn_started if learn_started else 0.0
-    last = evaluations[-cfg.final_window:]
+    now = time.perf_counter()
+    wall = loop.wall_seconds + now - attempt_started
+    learning_seconds = loop.learning_seconds + (now - learning_since if learning_since else 0.0)
+    last = loop.evaluations[-cfg.final_window:]
     run_dir.save_model(agent.state_dict())
     result = {
         "run_id": run_id(cfg),
         "status": "finished",
         "final_score": float(np.mean(last)),
         "final_window": len(last),
-        "evaluations": len(evaluations),
+        "evaluations": len(loop.evaluations),
         "steps": cfg.steps,
         "iterations": agent.iterations,
         "wall_seconds": wall,
-        "steps_per_second": agent.iterations / learning_time if learning_time > 0 else None,
+        "steps_per_second": agent.iterations / learning_seconds if learning_seconds > 0 else None,
         "final_buffer_size": len(buffer),
         "final_densities": agent.densities(),
         "flops": flops_report(cfg, obs_dim, act_dim, method.training_cost(cfg, agent)),
     }
     run_dir.finish(result)
     return result
+
+
+@dataclass
+class LoopState:
+    """What the environment loop carries from one step to the next (checkpointed)."""
+
+    step: int = 0
+    episode_return: float = 0.0
+    episode_returns: list[float] = field(default_factory=list)
+    episodes: int = 0
+    distance: float = math.nan
+    window: dict[str, list[float]] = field(default_factory=dict)
+    evaluations: list[float] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    learning_seconds: float = 0.0
 
 
 def _log_topology(run_dir: RunDirectory, agent: Agent, step: int, initial: bool = False) -> None:

@@ -71,6 +71,27 @@ class Agent:
     def state_dict(self) -> dict[str, Any]:
         return {name: module.state_dict() for name, module in self.modules().items()}
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser by name (what a checkpoint saves besides the networks)."""
+        raise NotImplementedError
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly: networks, masks, optimisers, counters."""
+        return {
+            "networks": self.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers().items()},
+            "optimizer_steps": {role: ctrl.optimizer_steps for role, ctrl in self.controllers.items()},
+            "iterations": self.iterations,
+        }
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state["networks"])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][name])
+        for role, ctrl in self.controllers.items():
+            ctrl.optimizer_steps = state["optimizer_steps"][role]
+        self.iterations = state["iterations"]
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` saved (weights, masks, SAC's temperature)."""
         for name, module in self.modules().items():

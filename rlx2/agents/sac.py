@@ -43,6 +43,9 @@ class SAC(Agent):
         self.controllers["critic"].bind_target(self.critic_target)
         self._soft_critic = SoftUpdate(self.critic_target, self.critic, cfg.tau)
 
+    def optimizers(self):
+        return {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
+
     def modules(self):
         return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
 

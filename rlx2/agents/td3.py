@@ -46,6 +46,9 @@ class TD3(Agent):
     def update_every(cfg):
         return {"actor": cfg.policy_delay, "critic": 1}  # the actor counts its own, delayed steps
 
+    def optimizers(self):
+        return {"actor": self.actor_opt, "critic": self.critic_opt}
+
     def modules(self):
         return {"actor": self.actor, "critic": self.critic, "actor_target": self.actor_target,
                 "critic_target": self.critic_target}
