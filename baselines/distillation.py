@@ -94,13 +94,16 @@ class Distillation(Method):
         return TrainingCost(final, teacher + labelling + distill, {"actor": 0, "critic": 0},
                             kept_weights=(student, dense.actor))
 
+    def depends_on(self, cfg):
+        return [get_method("dense")().resolve(cfg.replace(method="dense"))]
+
     # -- the run ----------------------------------------------------------------
     def teacher(self, cfg, out, progress):
         """The finished dense run this student learns from (reused or trained now)."""
         from rlx2.train import train
 
         dense = get_method("dense")()
-        teacher_cfg = dense.resolve(cfg.replace(method="dense"))
+        (teacher_cfg,) = self.depends_on(cfg)
         teacher_dir = RunDirectory(out / run_id(teacher_cfg))
         if teacher_dir.finished:
             saved = json.loads((teacher_dir.path / "config.json").read_text())["config"]

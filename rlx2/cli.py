@@ -62,6 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     flops.add_argument("--methods-module", action="append", default=[], metavar="MODULE")
     _add_config_flags(flops)
 
+    suite = sub.add_parser("suite", help="run a suite of runs (suites/<name>.toml), see its status, list suites")
+    suite_sub = suite.add_subparsers(dest="suite_command", required=True)
+    suite_run = suite_sub.add_parser("run", help="run every unfinished run of a suite profile (resumable)")
+    suite_status = suite_sub.add_parser("status", help="done / running / failed / partial / pending per run")
+    for p in (suite_run, suite_status):
+        p.add_argument("suite", help="suite name (suites/<name>.toml) or path to a .toml file")
+        p.add_argument("--profile", default=None, help="profile of the suite file (default: its default_profile)")
+        p.add_argument("--results", default=None, help="results directory (default: results/<suite>/<profile>)")
+    suite_run.add_argument("--executor", choices=("local", "ray"), default="local")
+    suite_run.add_argument("--workers", type=_integer, default=None, help="local: parallel runs (default: cores)")
+    suite_run.add_argument("--address", default=None, help="ray: cluster address ('auto' for a running cluster)")
+    suite_run.add_argument("--retries", type=_integer, default=2, help="retries of a crashed run (each resumes)")
+    suite_run.add_argument("--retry-failed", action="store_true", help="also rerun runs recorded as diverged")
+    suite_run.add_argument("--quiet", action="store_true", help="no progress bar; only the summary")
+    suite_sub.add_parser("list", help="the suite files and their profiles")
+
     methods = sub.add_parser("methods", help="list the registered methods")
     methods.add_argument("--methods-module", action="append", default=[], metavar="MODULE")
     return parser
@@ -78,7 +94,10 @@ def _load_modules(parser: argparse.ArgumentParser, modules: Sequence[str]) -> No
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _load_modules(parser, args.methods_module)
+    _load_modules(parser, getattr(args, "methods_module", []))
+
+    if args.command == "suite":
+        return _suite(parser, args)
 
     if args.command == "methods":
         methods = available_methods()
@@ -106,6 +125,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(json.dumps({k: result[k] for k in ("run_id", "final_score", "final_window", "steps_per_second")}))
     return 0
+
+
+def _suite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import tomllib
+    from pathlib import Path
+
+    from rlx2.config import run_id
+    from rlx2.executors import LocalExecutor, Outcome, RayExecutor, check_results_match, run_state
+    from rlx2.records import RunDirectory
+    from rlx2.suite import SuiteError, available_suites, load_suite
+
+    if args.suite_command == "list":
+        for path in available_suites():
+            data = tomllib.loads(path.read_text())
+            profiles = data.get("profiles", {})
+            default = data.get("suite", {}).get("default_profile")
+            print(f"{path.stem}: " + ", ".join(
+                f"{name}{' (default)' if name == default else ''} [{p.get('steps'):,} steps x {p.get('seeds')} seeds]"
+                for name, p in profiles.items()))
+        return 0
+    try:
+        suite = load_suite(args.suite, args.profile)
+    except SuiteError as exc:
+        parser.error(str(exc))
+    results = Path(args.results or Path("results") / suite.name / suite.profile)
+    runs = list(suite.runs)
+    if args.suite_command == "status":
+        states = [(run_id(cfg), *run_state(RunDirectory(results / run_id(cfg)))) for cfg in runs]
+        width = max(len(name) for name, _, _ in states)
+        for name, state, detail in states:
+            print(f"{name:<{width}}  {state:<8} {detail}")
+        counts = {s: sum(1 for _, state, _ in states if state == s) for s in ("done", "running", "failed", "partial", "pending")}
+        print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(states)} ({results})")
+        return 0
+    try:
+        check_results_match(runs, results)
+    except ValueError as exc:
+        parser.error(str(exc))
+    skipped_failed = {}
+    if not args.retry_failed:
+        for cfg in runs:
+            failure = RunDirectory(results / run_id(cfg)).failure()
+            if failure and failure.get("kind") == "diverged":
+                skipped_failed[run_id(cfg)] = f"diverged earlier: {failure.get('reason')} (--retry-failed reruns it)"
+        runs = [cfg for cfg in runs if run_id(cfg) not in skipped_failed]
+    if not args.quiet:
+        print(f"suite {suite.name}, profile {suite.profile}: {len(suite.runs)} runs -> {results}", file=sys.stderr)
+    executor = (RayExecutor(args.address, args.retries, args.quiet) if args.executor == "ray"
+                else LocalExecutor(args.workers, args.retries, args.quiet))
+    outcome: Outcome = executor.run(runs, results, suite.modules)
+    outcome.total = len(suite.runs)
+    outcome.failed.update(skipped_failed)
+    print(outcome.summary())
+    return 0 if outcome.ok else 1
 
 
 def _flops(parser: argparse.ArgumentParser, cfg: RunConfig, args: argparse.Namespace) -> int:

@@ -176,7 +176,7 @@ class RunDirectory:
         """Begin a fresh run: clear leftovers of an unfinished one, write the config, open the logs."""
         self.path.mkdir(parents=True, exist_ok=True)
         for child in self.path.iterdir():
-            if child.is_file() and child.name != LOCK_FILE:
+            if child.is_file() and child.name not in (LOCK_FILE, "worker.log"):
                 child.unlink()
         atomic_write_text(self.path / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
         self.evaluations = CsvLog(self.path / "evaluations.csv", self.EVAL_COLUMNS)

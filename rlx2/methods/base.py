@@ -90,6 +90,10 @@ class Method:
 
         return run_off_policy(cfg, self, run_dir, progress=progress)
 
+    def depends_on(self, cfg: RunConfig) -> list[RunConfig]:
+        """Runs that must finish before this one starts (a distillation teacher); executors order by it."""
+        return []
+
     def training_cost(self, cfg: RunConfig, agent: Agent) -> TrainingCost:
         """Training FLOPs of a whole run of this method (rules in ``rlx2.sparse.flops``).
 

@@ -1,0 +1,283 @@
+"""Executors: carry out a suite's runs, locally (a bounded pool of worker processes) or on Ray.
+
+Both start one ``rlx2.worker`` process per run attempt, so a run behaves the same
+everywhere: one torch thread, a per-run lock, a checkpoint to resume from, exit codes
+that say finished / diverged / locked / crashed. A crashed attempt (killed, out of
+memory, ...) is retried up to ``retries`` times and resumes from its checkpoint; a
+diverged run is recorded as failed and not retried; the suite goes on either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from rlx2.config import RunConfig, run_id
+from rlx2.records import CHECKPOINT_FILE, RunDirectory
+from rlx2.worker import EXIT_DIVERGED, EXIT_LOCKED
+
+LOG_FILE = "worker.log"
+
+
+@dataclass
+class Outcome:
+    """What a suite run achieved; ``failed`` maps run ids to reasons."""
+
+    total: int
+    finished: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    elsewhere: list[str] = field(default_factory=list)  # held by another runner
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.elsewhere
+
+    def summary(self) -> str:
+        lines = [f"{self.finished + self.skipped}/{self.total} runs finished "
+                 f"({self.skipped} already done, {len(self.failed)} failed, {len(self.elsewhere)} held elsewhere)"]
+        lines += [f"  FAILED {run}: {reason}" for run, reason in sorted(self.failed.items())]
+        lines += [f"  HELD ELSEWHERE {run}" for run in sorted(self.elsewhere)]
+        return "\n".join(lines)
+
+
+def run_state(run_dir: RunDirectory) -> tuple[str, str]:
+    """``(state, detail)``: done, running (lock held), failed (last attempt), partial or pending."""
+    result = run_dir.result()
+    if result is not None:
+        return "done", f"score {result['final_score']:.1f}"
+    if run_dir.is_locked():
+        return "running", f"step {steps_logged(run_dir)}"
+    failure = run_dir.failure()
+    if failure is not None:
+        return "failed", f"{failure.get('kind')}: {failure.get('reason')}"
+    if (run_dir.path / CHECKPOINT_FILE).is_file():
+        return "partial", f"checkpoint, step {steps_logged(run_dir)}"
+    return "pending", ""
+
+
+def steps_logged(run_dir: RunDirectory) -> int:
+    """The last step a run logged diagnostics for (0 when none)."""
+    try:
+        with open(run_dir.path / "diagnostics.csv", "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 512))
+            last = f.read().decode(errors="ignore").strip().splitlines()[-1]
+        return int(last.split(",", 1)[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def check_results_match(runs: list[RunConfig], results: Path) -> None:
+    """Refuse to mix settings: an existing run directory must hold the same resolved config."""
+    from rlx2.methods import get_method
+
+    for cfg in runs:
+        saved_path = results / run_id(cfg) / "config.json"
+        if not saved_path.is_file():
+            continue
+        try:
+            saved = json.loads(saved_path.read_text())["config"]
+        except (OSError, ValueError, KeyError):
+            continue  # unreadable: the run restarts
+        wanted = get_method(cfg.method)().resolve(cfg).to_dict()
+        if saved != wanted:
+            differ = sorted(k for k in wanted if saved.get(k) != wanted[k])
+            raise ValueError(f"{saved_path.parent} holds a run with other settings ({', '.join(differ)}); "
+                             "use another --results directory")
+
+
+def worker_command(cfg: RunConfig, results: Path, modules: tuple[str, ...], parent: int | None) -> list[str]:
+    command = [sys.executable, "-m", "rlx2.worker", "--config", json.dumps(cfg.to_dict()), "--results", str(results)]
+    for module in modules:
+        command += ["--module", module]
+    if parent is not None:
+        command += ["--parent", str(parent)]
+    return command
+
+
+def _crash_reason(code: int, run_dir: RunDirectory) -> str:
+    reason = f"signal {-code}" if code < 0 else f"exit code {code}"
+    try:
+        tail = (run_dir.path / LOG_FILE).read_text().strip().splitlines()[-1:]
+    except OSError:
+        tail = []
+    return reason + (f" ({tail[0][:200]})" if tail else "")
+
+
+class LocalExecutor:
+    """A bounded pool of worker subprocesses on this machine."""
+
+    def __init__(self, workers: int | None = None, retries: int = 2, quiet: bool = False) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.retries = retries
+        self.quiet = quiet
+
+    def run(self, runs: list[RunConfig], results: Path, modules: tuple[str, ...] = ()) -> Outcome:
+        outcome = Outcome(total=len(runs))
+        queue: list[tuple[RunConfig, int]] = []
+        for cfg in runs:
+            if RunDirectory(results / run_id(cfg)).finished:
+                outcome.skipped += 1
+            else:
+                queue.append((cfg, 0))
+        waiting_on = dependencies(runs, results)
+        total_steps = sum(cfg.steps for cfg in runs)
+        done_steps = sum(cfg.steps for cfg in runs if RunDirectory(results / run_id(cfg)).finished)
+        bar = tqdm(total=total_steps, initial=done_steps, disable=self.quiet, unit="step", dynamic_ncols=True,
+                   desc=f"runs {outcome.skipped}/{len(runs)}")
+        running: dict[subprocess.Popen, tuple[RunConfig, int, RunDirectory]] = {}
+        try:
+            while queue or running:
+                unfinished = {run_id(c) for c, _ in queue} | {run_id(c) for c, _, _ in running.values()}
+                for cfg, attempt in list(queue):  # a run whose dependency failed cannot run
+                    failed = [d for d in waiting_on[run_id(cfg)] if d in outcome.failed]
+                    if failed:
+                        queue.remove((cfg, attempt))
+                        outcome.failed[run_id(cfg)] = f"depends on failed run {failed[0]}"
+                ready = [item for item in queue if not unfinished & set(waiting_on[run_id(item[0])])]
+                while ready and len(running) < self.workers:
+                    cfg, attempt = ready.pop(0)
+                    run_dir = RunDirectory(results / run_id(cfg))
+                    if run_dir.is_locked():
+                        continue  # another runner has it: wait, then find it finished (or resume it)
+                    queue.remove((cfg, attempt))
+                    if run_dir.finished:  # finished by another runner meanwhile
+                        outcome.skipped += 1
+                        done_steps += cfg.steps
+                        continue
+                    run_dir.path.mkdir(parents=True, exist_ok=True)
+                    log = open(run_dir.path / LOG_FILE, "a")
+                    process = subprocess.Popen(worker_command(cfg, results, modules, os.getpid()), stdout=log,
+                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                    log.close()
+                    running[process] = (cfg, attempt, run_dir)
+                for process in [p for p in running if p.poll() is not None]:
+                    cfg, attempt, run_dir = running.pop(process)
+                    name, code = run_id(cfg), process.returncode
+                    if code == 0:
+                        outcome.finished += 1
+                        done_steps += cfg.steps
+                    elif code == EXIT_DIVERGED:
+                        outcome.failed[name] = (run_dir.failure() or {}).get("reason", "diverged")
+                    elif code == EXIT_LOCKED:
+                        queue.append((cfg, attempt))  # lost a race for the lock: wait for the other runner
+                    else:
+                        reason = _crash_reason(code, run_dir)
+                        if attempt < self.retries:
+                            queue.append((cfg, attempt + 1))  # resumes from its checkpoint
+                        else:
+                            run_dir.fail(reason, "crashed")
+                            outcome.failed[name] = reason
+                if not self.quiet:  # steps of finished runs + steps logged by running ones; tqdm derives the ETA
+                    progress = done_steps + sum(min(c.steps, steps_logged(rd)) for c, _, rd in running.values())
+                    bar.set_description(f"runs {outcome.skipped + outcome.finished}/{len(runs)}", refresh=False)
+                    bar.update(max(0, progress - bar.n))
+                time.sleep(0.5)
+        finally:
+            for process in running:
+                process.kill()
+            bar.close()
+        return outcome
+
+
+class RayExecutor:
+    """One Ray task per run (``num_cpus=1``), retried by Ray when its worker process crashes."""
+
+    def __init__(self, address: str | None = None, retries: int = 2, quiet: bool = False) -> None:
+        self.address = address
+        self.retries = retries
+        self.quiet = quiet
+
+    def run(self, runs: list[RunConfig], results: Path, modules: tuple[str, ...] = ()) -> Outcome:
+        try:
+            import ray
+        except ImportError:
+            raise RuntimeError("the ray executor needs Ray: pip install 'rlx2[ray]'") from None
+        outcome = Outcome(total=len(runs))
+        pending = []
+        for cfg in runs:
+            if RunDirectory(results / run_id(cfg)).finished:
+                outcome.skipped += 1
+            else:
+                pending.append(cfg)
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
+        task = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=[WorkerCrashed])(_ray_run)
+        waiting_on = dependencies(runs, results)
+        by_id: dict[str, object] = {}
+        futures = {}
+        for cfg in sorted(pending, key=lambda c: len(waiting_on[run_id(c)])):  # dependencies first
+            after = [by_id[d] for d in waiting_on[run_id(cfg)] if d in by_id]
+            future = task.remote(cfg.to_dict(), str(results.resolve()), modules, *after)
+            by_id[run_id(cfg)] = future
+            futures[future] = cfg
+        bar = tqdm(total=len(runs), initial=outcome.skipped, disable=self.quiet, unit="run", dynamic_ncols=True)
+        try:
+            remaining = list(futures)
+            while remaining:
+                done, remaining = ray.wait(remaining, num_returns=1)
+                cfg = futures[done[0]]
+                name, run_dir = run_id(cfg), RunDirectory(results / run_id(cfg))
+                try:
+                    code = ray.get(done[0])
+                except Exception as exc:  # retries exhausted
+                    reason = str(exc).strip().splitlines()[-1][:300]
+                    run_dir.fail(reason, "crashed")
+                    outcome.failed[name] = reason
+                    code = None
+                if code == 0:
+                    outcome.finished += 1
+                elif code == EXIT_DIVERGED:
+                    outcome.failed[name] = (run_dir.failure() or {}).get("reason", "diverged")
+                elif code == EXIT_LOCKED:
+                    outcome.elsewhere.append(name)
+                bar.update(1)
+        finally:
+            bar.close()
+            if started_here:
+                ray.shutdown()
+        return outcome
+
+
+class WorkerCrashed(RuntimeError):
+    """A run's worker process ended abnormally (Ray retries the task)."""
+
+
+def _ray_run(config: dict, results: str, modules: tuple[str, ...], *after: int) -> int:
+    """A Ray task: run the worker process for one run; raise on a crash so that Ray retries.
+
+    ``after`` are the exit codes of the runs this one depends on (Ray passes them once done).
+    """
+    cfg = RunConfig.from_dict(config)
+    run_dir = RunDirectory(Path(results) / run_id(cfg))
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.path / LOG_FILE, "a") as log:
+        code = subprocess.run(worker_command(cfg, Path(results), modules, os.getpid()), stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+    if code not in (0, EXIT_DIVERGED, EXIT_LOCKED):
+        raise WorkerCrashed(_crash_reason(code, run_dir))
+    return code
+
+
+def dependencies(runs: list[RunConfig], results: Path) -> dict[str, list[str]]:
+    """Run id -> ids of the suite's runs it must wait for (``Method.depends_on``)."""
+    from rlx2.methods import get_method
+
+    in_suite = {run_id(cfg) for cfg in runs}
+    return {run_id(cfg): [run_id(d) for d in get_method(cfg.method)().depends_on(cfg) if run_id(d) in in_suite]
+            for cfg in runs}
+
+
+def status_counts(runs: list[RunConfig], results: Path) -> Counter:
+    return Counter(run_state(RunDirectory(results / run_id(cfg)))[0] for cfg in runs)

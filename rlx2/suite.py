@@ -1,0 +1,228 @@
+"""Suites: what to run, read from ``suites/<name>.toml`` and expanded into one RunConfig per run.
+
+A suite file has four tables (see ``suites/mujoco.toml``):
+
+* ``[suite]``: ``algos``, ``tasks``, ``methods``, optional ``modules`` (extra method
+  modules: dotted names or ``.py`` paths relative to the suite file), ``default_profile``;
+* ``[sparsity.<algo>]``: ``"<task>" = [actor, critic]`` for every algo and task in use;
+* ``[settings]``: RunConfig fields applied to every run (optional);
+* ``[profiles.<name>]``: ``steps`` (budget per run), ``seeds`` (count), optional
+  ``algos``/``tasks``/``methods`` subsets and a ``settings`` table of their own.
+
+**Budget scaling**, the one rule: a profile's budget ``steps`` is a fraction ``r = steps /
+3 000 000`` of the paper's. Every step-count setting the paper gives for 3M steps
+(``warmup_steps`` 25 000, ``eval_every`` 5 000, ``delta`` 10 000, ``nstep_delay`` 300 000,
+``buffer_check_every`` 10 000, ``checkpoint_every`` 50 000, ``log_every`` 1 000 and the
+dynamic buffer's minimum ``buffer_min``) becomes ``max(floor, round(value * r))``;
+``t_end`` follows as steps minus warm-up; the buffer capacity stays at the algorithm's
+(a short run keeps all its data). The floors keep tiny budgets meaningful (warm-up and
+buffer minimum 1 000 steps, evaluation at most every 500 steps). ``final_window`` (the
+last 30 of 600 evaluations, i.e. the last 5 % of the run) becomes the evaluations in the
+last 5 % of the budget, at least 3. Settings written in the file win over scaled ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlx2.config import ALGOS, BUFFER_BOUNDS, ConfigError, RunConfig, run_id
+
+PAPER_STEPS = 3_000_000
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+#: setting: (paper value at 3M steps, floor)
+SCALED = {
+    "warmup_steps": (25_000, 1_000),
+    "eval_every": (5_000, 500),
+    "delta": (10_000, 100),
+    "nstep_delay": (300_000, 0),
+    "buffer_check_every": (10_000, 500),
+    "checkpoint_every": (50_000, 1_000),
+    "log_every": (1_000, 100),
+    "final_window": (30 * 5_000, 0),  # the last 5 % of the run in steps, then counted in evaluations (>= 3)
+}
+SUITE_KEYS = {"algos", "tasks", "methods", "modules", "default_profile", "description"}
+PROFILE_KEYS = {"steps", "seeds", "algos", "tasks", "methods", "settings", "description"}
+TOP_KEYS = {"suite", "sparsity", "settings", "profiles"}
+
+
+class SuiteError(ValueError):
+    """A malformed suite file; the message names the file, the key and the value."""
+
+    def __init__(self, path: Path, key: str, value: Any, expected: str) -> None:
+        super().__init__(f"{path}: {key} = {value!r}: {expected}")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    profile: str
+    runs: tuple[RunConfig, ...]
+    modules: tuple[str, ...]
+    description: str
+
+
+def suite_path(name_or_path: str) -> Path:
+    """``mujoco`` -> ``suites/mujoco.toml``; a path to a ``.toml`` file is taken as it is."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        return path
+    return SUITES_DIR / f"{name_or_path}.toml"
+
+
+def available_suites() -> list[Path]:
+    return sorted(SUITES_DIR.glob("*.toml"))
+
+
+def scaled_settings(steps: int) -> dict[str, int]:
+    """The budget-dependent settings of a run of ``steps`` steps (module docstring)."""
+    r = steps / PAPER_STEPS
+    values = {name: max(floor, round(paper * r)) for name, (paper, floor) in SCALED.items()}
+    values["final_window"] = max(3, round(values["final_window"] / values["eval_every"]))
+    return values
+
+
+def _list(path: Path, key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise SuiteError(path, key, value, "must be a non-empty list of strings")
+    if len(set(value)) != len(value):
+        duplicate = next(v for v in value if value.count(v) > 1)
+        raise SuiteError(path, key, value, f"lists {duplicate!r} twice")
+    return value
+
+
+def _subset(path: Path, key: str, value: Any, allowed: list[str]) -> list[str]:
+    items = _list(path, key, value)
+    for item in items:
+        if item not in allowed:
+            raise SuiteError(path, key, item, f"not in the suite's list {allowed}")
+    return items
+
+
+def _settings(path: Path, key: str, table: Any) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise SuiteError(path, key, table, "must be a table of run settings")
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    reserved = {"algo", "env", "method", "seed", "steps", "actor_sparsity", "critic_sparsity"}
+    for name in table:
+        if name not in fields:
+            raise SuiteError(path, f"{key}.{name}", table[name], "unknown setting")
+        if name in reserved:
+            raise SuiteError(path, f"{key}.{name}", table[name], "is set by the suite grid, not in settings")
+    return dict(table)
+
+
+def load_suite(name_or_path: str, profile: str | None = None) -> Suite:
+    """Read, validate and expand a suite file; raises SuiteError before anything runs."""
+    from rlx2.envs import make_env
+    from rlx2.methods import available_methods, load_module
+
+    path = suite_path(name_or_path)
+    if not path.is_file():
+        known = ", ".join(p.stem for p in available_suites())
+        raise SuiteError(path, "suite", name_or_path, f"no such suite file (known: {known})")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(path, "(syntax)", str(exc), "is not valid TOML") from None
+    for key in data:
+        if key not in TOP_KEYS:
+            raise SuiteError(path, key, data[key], f"unknown table; expected {sorted(TOP_KEYS)}")
+    head = data.get("suite")
+    if not isinstance(head, dict):
+        raise SuiteError(path, "suite", head, "a [suite] table is required")
+    for key in head:
+        if key not in SUITE_KEYS:
+            raise SuiteError(path, f"suite.{key}", head[key], "unknown key")
+    algos = _list(path, "suite.algos", head.get("algos"))
+    for algo in algos:
+        if algo not in ALGOS:
+            raise SuiteError(path, "suite.algos", algo, f"unknown algorithm; expected one of {list(ALGOS)}")
+    tasks = _list(path, "suite.tasks", head.get("tasks"))
+    methods = _list(path, "suite.methods", head.get("methods"))
+    modules = head.get("modules", [])
+    if not isinstance(modules, list):
+        raise SuiteError(path, "suite.modules", modules, "must be a list of module names or .py paths")
+    resolved_modules = []
+    for module in modules:
+        spec = str((path.parent / module).resolve()) if str(module).endswith(".py") else module
+        try:
+            load_module(spec)
+        except ValueError as exc:
+            raise SuiteError(path, "suite.modules", module, str(exc)) from None
+        resolved_modules.append(spec)
+    registered = available_methods()
+    for method in methods:
+        if method not in registered:
+            raise SuiteError(path, "suite.methods", method, f"unknown method; registered: {', '.join(registered)}")
+
+    profiles = data.get("profiles")
+    if not isinstance(profiles, dict) or not profiles:
+        raise SuiteError(path, "profiles", profiles, "at least one [profiles.<name>] table is required")
+    profile = profile or head.get("default_profile") or next(iter(profiles))
+    if profile not in profiles:
+        raise SuiteError(path, "profile", profile, f"no such profile; the file has {sorted(profiles)}")
+    prof = profiles[profile]
+    where = f"profiles.{profile}"
+    if not isinstance(prof, dict):
+        raise SuiteError(path, where, prof, "must be a table")
+    for key in prof:
+        if key not in PROFILE_KEYS:
+            raise SuiteError(path, f"{where}.{key}", prof[key], "unknown key")
+    steps, seeds = prof.get("steps"), prof.get("seeds")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
+        raise SuiteError(path, f"{where}.steps", steps, "must be a positive integer")
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds <= 0:
+        raise SuiteError(path, f"{where}.seeds", seeds, "must be a positive integer")
+    algos = _subset(path, f"{where}.algos", prof["algos"], algos) if "algos" in prof else algos
+    tasks = _subset(path, f"{where}.tasks", prof["tasks"], tasks) if "tasks" in prof else tasks
+    methods = _subset(path, f"{where}.methods", prof["methods"], methods) if "methods" in prof else methods
+
+    checked_tasks: set[str] = set()
+    for task in tasks:
+        if task not in checked_tasks:
+            try:
+                make_env(task).close()
+            except ConfigError as exc:
+                raise SuiteError(path, "suite.tasks", task, str(exc)) from None
+            checked_tasks.add(task)
+
+    sparsity = data.get("sparsity", {})
+    for algo in algos:
+        table = sparsity.get(algo)
+        if not isinstance(table, dict):
+            raise SuiteError(path, f"sparsity.{algo}", table, "a table of \"<task>\" = [actor, critic] is required")
+        for task in tasks:
+            pair = table.get(task)
+            if (not isinstance(pair, list) or len(pair) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)):
+                raise SuiteError(path, f"sparsity.{algo}.{task}", pair, "must be [actor, critic] sparsities")
+            for role, value in zip(("actor", "critic"), pair):
+                if not 0.0 <= value < 1.0:
+                    raise SuiteError(path, f"sparsity.{algo}.{task}", pair, f"{role} sparsity {value} outside [0, 1)")
+    settings = {**scaled_settings(steps), **_settings(path, "settings", data.get("settings", {})),
+                **_settings(path, f"{where}.settings", prof.get("settings", {}))}
+    runs = []
+    for algo in algos:
+        # the dynamic buffer's floor scales; the capacity stays (a short run keeps all its data)
+        buffer = {"buffer_min": max(1_000, round(BUFFER_BOUNDS[algo][0] * steps / PAPER_STEPS))}
+        for task in tasks:
+            actor_sp, critic_sp = sparsity[algo][task]
+            for method in methods:
+                for seed in range(seeds):
+                    values = {**buffer, **settings, "algo": algo, "env": task, "method": method, "seed": seed,
+                              "steps": steps, "actor_sparsity": float(actor_sp), "critic_sparsity": float(critic_sp)}
+                    if "hidden_sizes" in values:
+                        values["hidden_sizes"] = tuple(values["hidden_sizes"])
+                    cfg = RunConfig(**values)
+                    try:
+                        cfg.validate()
+                    except ConfigError as exc:
+                        raise SuiteError(path, f"run {run_id(cfg)}", getattr(exc, "value", None), str(exc)) from None
+                    runs.append(cfg)
+    return Suite(path.stem, path, profile, tuple(runs), tuple(resolved_modules),
+                 str(prof.get("description", head.get("description", ""))))

@@ -1,0 +1,102 @@
+"""Suites: validation of suite files, the budget scaling rule, and expansion into runs."""
+
+import pytest
+
+from rlx2.cli import main
+from rlx2.suite import PAPER_STEPS, SuiteError, load_suite, scaled_settings
+
+GOOD = """
+[suite]
+algos = ["td3"]
+tasks = ["Hopper-v5"]
+methods = ["dense", "rlx2"]
+[sparsity.td3]
+"Hopper-v5" = [0.9, 0.85]
+[profiles.tiny]
+steps = 2000
+seeds = 2
+"""
+
+
+def write(tmp_path, text, name="s.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_good_suite_expands_to_one_run_per_cell(tmp_path):
+    suite = load_suite(str(write(tmp_path, GOOD)))
+    assert suite.profile == "tiny" and len(suite.runs) == 4
+    assert {(c.method, c.seed) for c in suite.runs} == {("dense", 0), ("dense", 1), ("rlx2", 0), ("rlx2", 1)}
+    assert all(c.actor_sparsity == 0.9 and c.critic_sparsity == 0.85 and c.steps == 2000 for c in suite.runs)
+
+
+def test_scaling_rule_gives_the_paper_values_at_the_paper_budget_and_floors_below():
+    paper = scaled_settings(PAPER_STEPS)
+    assert paper == {"warmup_steps": 25_000, "eval_every": 5_000, "delta": 10_000, "nstep_delay": 300_000,
+                     "buffer_check_every": 10_000, "checkpoint_every": 50_000, "log_every": 1_000, "final_window": 30}
+    small = scaled_settings(30_000)  # r = 1/100
+    assert small == {"warmup_steps": 1_000, "eval_every": 500, "delta": 100, "nstep_delay": 3_000,
+                     "buffer_check_every": 500, "checkpoint_every": 1_000, "log_every": 100, "final_window": 3}
+
+
+def test_settings_in_the_file_win_over_scaled_ones(tmp_path):
+    text = GOOD.replace("seeds = 2\n", "seeds = 2\nsettings = { delta = 77 }\n") + "[settings]\nwarmup_steps = 300\n"
+    cfg = load_suite(str(write(tmp_path, text))).runs[0]
+    assert (cfg.warmup_steps, cfg.delta, cfg.eval_every) == (300, 77, 500)
+
+
+def test_the_shipped_suites_load_in_every_profile():
+    for name, profiles in {"mujoco": ("smoke", "standard", "paper"), "smoke": ("smoke", "both-algos")}.items():
+        for profile in profiles:
+            assert load_suite(name, profile).runs
+    paper = load_suite("mujoco", "paper")
+    assert len(paper.runs) == 2 * 4 * 8 * 8
+    assert {(c.env, c.actor_sparsity, c.critic_sparsity) for c in paper.runs if c.algo == "sac"} >= {("Ant-v5", 0.9, 0.75)}
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "value"),
+    [
+        (lambda t: t.replace('algos = ["td3"]', 'algos = ["td3"'), "(syntax)", None),
+        (lambda t: t + "[extras]\nx = 1\n", "extras", None),
+        (lambda t: t.replace("[suite]\n", "[suite]\ncolour = 'red'\n"), "suite.colour", "red"),
+        (lambda t: t.replace('methods = ["dense", "rlx2"]', 'methods = ["dense", "nope"]'), "suite.methods", "nope"),
+        (lambda t: t.replace('methods = ["dense", "rlx2"]', 'methods = ["dense", "dense"]'), "suite.methods", None),
+        (lambda t: t.replace('tasks = ["Hopper-v5"]', 'tasks = ["Hopper-v99"]'), "suite.tasks", "Hopper-v99"),
+        (lambda t: t.replace('algos = ["td3"]', 'algos = ["ppo"]'), "suite.algos", "ppo"),
+        (lambda t: t.replace("[0.9, 0.85]", "[1.0, 0.85]"), "sparsity.td3.Hopper-v5", None),
+        (lambda t: t.replace("[0.9, 0.85]", "[0.9, -0.1]"), "sparsity.td3.Hopper-v5", None),
+        (lambda t: t.replace("steps = 2000", "steps = 0"), "profiles.tiny.steps", 0),
+        (lambda t: t.replace("seeds = 2", "seeds = -1"), "profiles.tiny.seeds", -1),
+        (lambda t: t + "[settings]\nbatch_sise = 3\n", "settings.batch_sise", 3),
+        (lambda t: t + "[settings]\nbatch_size = 0\n", "batch-size=0", None),
+        (lambda t: t + "[settings]\nseed = 3\n", "settings.seed", 3),
+    ],
+)
+def test_malformed_suites_are_rejected_naming_file_key_and_value(tmp_path, change, key, value):
+    path = write(tmp_path, change(GOOD))
+    with pytest.raises(SuiteError) as info:
+        load_suite(str(path))
+    message = str(info.value)
+    assert str(path) in message and key in message
+    if value is not None:
+        assert repr(value) in message
+
+
+def test_suite_cli_rejects_before_writing_anything(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("steps = 2000", "steps = -5"))
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit) as info:
+        main(["suite", "run", str(path), "--results", str(results), "--quiet"])
+    assert info.value.code == 2
+    assert "profiles.tiny.steps = -5" in capsys.readouterr().err
+    assert not results.exists()
+    with pytest.raises(SystemExit):
+        main(["suite", "run", "no-such-suite", "--results", str(results)])
+    assert "no such suite file" in capsys.readouterr().err
+
+
+def test_unknown_profile(tmp_path, capsys):
+    with pytest.raises(SuiteError, match="no such profile"):
+        load_suite(str(write(tmp_path, GOOD)), "huge")
