@@ -32,7 +32,8 @@ from typing import Any
 from rlx2.config import ALGOS, BUFFER_BOUNDS, ConfigError, RunConfig, run_id
 
 PAPER_STEPS = 3_000_000
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+#: Where suite names are looked up: ./suites first, then the suites/ beside the package source.
+SUITES_DIRS = (Path("suites"), Path(__file__).resolve().parent.parent / "suites")
 #: setting: (paper value at 3M steps, floor)
 SCALED = {
     "warmup_steps": (25_000, 1_000),
@@ -71,11 +72,17 @@ def suite_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".toml":
         return path
-    return SUITES_DIR / f"{name_or_path}.toml"
+    for directory in SUITES_DIRS:
+        if (directory / f"{name_or_path}.toml").is_file():
+            return directory / f"{name_or_path}.toml"
+    return SUITES_DIRS[0] / f"{name_or_path}.toml"
 
 
 def available_suites() -> list[Path]:
-    return sorted(SUITES_DIR.glob("*.toml"))
+    for directory in SUITES_DIRS:
+        if directory.is_dir() and any(directory.glob("*.toml")):
+            return sorted(directory.glob("*.toml"))
+    return []
 
 
 def scaled_settings(steps: int) -> dict[str, int]:
