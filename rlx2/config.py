@@ -69,6 +69,7 @@ class RunConfig:
     log_every: int = _f(1_000, "environment steps between rows of training diagnostics")
     checkpoint_every: int = _f(50_000, "environment steps between checkpoints (each taken at the next episode end)")
     torch_threads: int = _f(1, "torch intra-op threads for this run")
+    tensorboard: bool = _f(False, "also write diagnostics and evaluations as TensorBoard events in <run>/tensorboard")
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
@@ -140,6 +141,11 @@ class RunConfig:
                 raise ConfigError(name, value, "must be a positive integer")
         if self.buffer_max is not None and self.buffer_min is not None and self.buffer_min > self.buffer_max:
             raise ConfigError("buffer_min", self.buffer_min, f"must be <= buffer-max={self.buffer_max}")
+        if self.tensorboard:
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise ConfigError("tensorboard", True, "needs the tensorboard package (pip install 'rlx2[tensorboard]')")
         if self.buffer_max is not None and self.buffer_max < self.batch_size:
             raise ConfigError("buffer_max", self.buffer_max, f"must be >= batch-size={self.batch_size}")
 

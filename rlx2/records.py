@@ -210,19 +210,39 @@ class RunDirectory:
         atomic_write_text(self.path / FAILURE_FILE, json.dumps({"status": "failed", "kind": kind, "reason": reason},
                                                                indent=2) + "\n")
 
+    def open_tensorboard(self, fresh: bool) -> None:
+        """Mirror diagnostics and evaluations as TensorBoard scalars under ``tensorboard/``."""
+        import shutil
+
+        from torch.utils.tensorboard import SummaryWriter
+
+        if fresh:
+            shutil.rmtree(self.path / "tensorboard", ignore_errors=True)
+        self.tensorboard = SummaryWriter(str(self.path / "tensorboard"))
+
+    def scalars(self, step: int, values: dict[str, Any], prefix: str) -> None:
+        writer = getattr(self, "tensorboard", None)
+        if writer is None:
+            return
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and key != "step":
+                writer.add_scalar(f"{prefix}/{key}", value, step)
+        writer.flush()
+
     def save_model(self, state: dict[str, Any]) -> None:
         atomic_torch_save(state, self.path / "model.pt")
 
     def finish(self, result: dict[str, Any]) -> None:
         """Close the logs and write the result record, last and atomically."""
-        for log in (self.evaluations, self.topology, self.diagnostics):
-            log.close()
+        self.abort()
         (self.path / FAILURE_FILE).unlink(missing_ok=True)
         atomic_write_text(self.path / RESULT_FILE, json.dumps(result, indent=2, sort_keys=True) + "\n")
         (self.path / CHECKPOINT_FILE).unlink(missing_ok=True)
 
     def abort(self) -> None:
-        for name in ("evaluations", "topology", "diagnostics"):
+        """Close every open log (the run stops here, finished or not)."""
+        for name in ("evaluations", "topology", "diagnostics", "tensorboard"):
             log = getattr(self, name, None)
             if log is not None:
                 log.close()
+                setattr(self, name, None)

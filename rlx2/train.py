@@ -149,10 +149,14 @@ def run_off_policy(cfg: RunConfig, method: Any, run_dir: RunDirectory, *, progre
         obs, _ = env.reset()  # the very reset the checkpoint was taken after
         loop = LoopState(**checkpoint["loop"])
         run_dir.resume(loop.step)
+        if cfg.tensorboard:
+            run_dir.open_tensorboard(fresh=False)
     else:
         run_dir.start(run_metadata(cfg, method, env, agent.modules(), agent.densities(),
                                    flops_report(cfg, obs_dim, act_dim, method.training_cost(cfg, agent))))
         _log_topology(run_dir, agent, step=0, initial=True)
+        if cfg.tensorboard:
+            run_dir.open_tensorboard(fresh=True)
 
     next_checkpoint = (loop.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
     env_state_before_reset = None
@@ -199,13 +203,15 @@ def run_off_policy(cfg: RunConfig, method: Any, run_dir: RunDirectory, *, progre
                 row = {key: float(np.mean(values)) for key, values in loop.window.items()}
                 if not all(math.isfinite(v) for v in row.values()):
                     raise RunDiverged(f"non-finite training loss at step {step}: {row}")
-                run_dir.diagnostics.write({
+                diagnostics = {
                     **row, "step": step, "iterations": agent.iterations, "buffer_size": len(buffer),
                     "n_step": cfg.n_step if step - cfg.warmup_steps >= cfg.nstep_delay else 1,
                     "policy_distance": loop.distance, "episodes": loop.episodes,
                     "train_return": float(np.mean(loop.episode_returns)) if loop.episode_returns else None,
                     "steps_per_second": agent.iterations / learning_seconds if learning_seconds > 0 else None,
-                })
+                }
+                run_dir.diagnostics.write(diagnostics)
+                run_dir.scalars(step, diagnostics, "train")
                 loop.window.clear()
                 loop.episode_returns.clear()
 
@@ -217,6 +223,7 @@ def run_off_policy(cfg: RunConfig, method: Any, run_dir: RunDirectory, *, progre
                 loop.evaluations.append(mean)
                 run_dir.evaluations.write({"step": step, "mean_return": mean, "std_return": float(np.std(returns)),
                                            "episodes": len(returns)})
+                run_dir.scalars(step, {"mean_return": mean}, "eval")
                 bar.set_postfix(eval_return=f"{mean:.1f}", refresh=False)
             bar.update(1)
 

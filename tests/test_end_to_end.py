@@ -103,3 +103,16 @@ def test_a_finished_run_is_not_silently_redone(tmp_path):
     train(cfg, tmp_path, progress=False)
     with pytest.raises(RunAlreadyFinished, match="overwrite"):
         train(cfg, tmp_path, progress=False)
+
+
+def test_tensorboard_events_mirror_the_csv_logs(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny_config(method="rlx2", steps=1_000, tensorboard=True), tmp_path, progress=False)
+    run_dir = tmp_path / "td3/Hopper-v5/rlx2/seed-0"
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    returns = [(e.step, e.value) for e in events.Scalars("eval/mean_return")]
+    assert [s for s, _ in returns] == [int(r["step"]) for r in rows(run_dir / "evaluations.csv")]
+    assert returns[-1][1] == pytest.approx(float(rows(run_dir / "evaluations.csv")[-1]["mean_return"]))
+    assert "train/critic_loss" in events.Tags()["scalars"]
