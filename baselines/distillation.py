@@ -38,7 +38,7 @@ from tqdm import tqdm
 from rlx2.agents import make_agent
 from rlx2.config import run_id
 from rlx2.envs import ActionScaler, make_env
-from rlx2.methods import Method, SparseMethod, get_method, register
+from rlx2.methods import Method, get_method, register
 from rlx2.records import RunDirectory
 from rlx2.sparse.controller import MaskController
 from rlx2.sparse.distribution import active_counts, layer_densities
@@ -123,7 +123,6 @@ class Distillation(Method):
         env, eval_env = make_env(cfg.env), make_env(cfg.env)
         obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
         scale = ActionScaler(env.action_space)
-        generator = torch.Generator().manual_seed(cfg.seed)
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
         teacher = make_agent(cfg.algo, cfg=teacher_cfg, method=dense, obs_dim=obs_dim, act_dim=act_dim,
                              generator=torch.Generator().manual_seed(cfg.seed))

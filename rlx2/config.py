@@ -145,7 +145,8 @@ class RunConfig:
             try:
                 import tensorboard  # noqa: F401
             except ImportError:
-                raise ConfigError("tensorboard", True, "needs the tensorboard package (pip install 'rlx2[tensorboard]')")
+                raise ConfigError("tensorboard", True,
+                                  "needs the tensorboard package (pip install 'rlx2[tensorboard]')") from None
         if self.buffer_max is not None and self.buffer_max < self.batch_size:
             raise ConfigError("buffer_max", self.buffer_max, f"must be >= batch-size={self.batch_size}")
 

@@ -211,8 +211,7 @@ class RayExecutor:
                 pending.append(cfg)
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
         task = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=[WorkerCrashed])(_ray_run)
         waiting_on = dependencies(runs, results)
         by_id: dict[str, object] = {}

@@ -133,7 +133,7 @@ def test_controller_invariants_through_training_and_an_update(grow):
     # target networks follow the online masks after a soft update
     soft()
     controller.sync_targets()
-    for (name, layer), (_, target_layer) in zip(controller.layers, masked_layers(target)):
+    for (_, layer), (_, target_layer) in zip(controller.layers, masked_layers(target)):
         assert torch.equal(target_layer.mask, layer.mask)
         assert torch.all(target_layer.weight[~layer.mask] == 0)
 
