@@ -76,7 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     suite_run.add_argument("--retries", type=_integer, default=2, help="retries of a crashed run (each resumes)")
     suite_run.add_argument("--retry-failed", action="store_true", help="also rerun runs recorded as diverged")
     suite_run.add_argument("--quiet", action="store_true", help="no progress bar; only the summary")
+    suite_run.add_argument("--report", action="store_true", help="write the report when the runs end (even if some failed)")
     suite_sub.add_parser("list", help="the suite files and their profiles")
+
+    report = sub.add_parser("report", help="tables and figures of a suite's results (reports/<suite>/<profile>)")
+    report.add_argument("suite", help="suite name (suites/<name>.toml) or path to a .toml file")
+    report.add_argument("--profile", default=None)
+    report.add_argument("--results", default=None, help="results directory (default: results/<suite>/<profile>)")
+    report.add_argument("--out", default=None, help="report directory (default: reports/<suite>/<profile>)")
+    report.add_argument("--reps", type=_integer, default=2_000, help="bootstrap replications")
+    report.add_argument("--seed", type=_integer, default=0, help="seed of every bootstrap")
 
     methods = sub.add_parser("methods", help="list the registered methods")
     methods.add_argument("--methods-module", action="append", default=[], metavar="MODULE")
@@ -96,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _load_modules(parser, getattr(args, "methods_module", []))
 
-    if args.command == "suite":
+    if args.command in ("suite", "report"):
         return _suite(parser, args)
 
     if args.command == "methods":
@@ -136,7 +145,7 @@ def _suite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from rlx2.records import RunDirectory
     from rlx2.suite import SuiteError, available_suites, load_suite
 
-    if args.suite_command == "list":
+    if getattr(args, "suite_command", None) == "list":
         for path in available_suites():
             data = tomllib.loads(path.read_text())
             profiles = data.get("profiles", {})
@@ -151,7 +160,9 @@ def _suite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(str(exc))
     results = Path(args.results or Path("results") / suite.name / suite.profile)
     runs = list(suite.runs)
-    if args.suite_command == "status":
+    if args.command == "report":
+        return _report(suite, results, Path(args.out) if args.out else None, args.reps, args.seed)
+    if getattr(args, "suite_command", None) == "status":
         states = [(run_id(cfg), *run_state(RunDirectory(results / run_id(cfg)))) for cfg in runs]
         width = max(len(name) for name, _, _ in states)
         for name, state, detail in states:
@@ -178,7 +189,22 @@ def _suite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     outcome.total = len(suite.runs)
     outcome.failed.update(skipped_failed)
     print(outcome.summary())
+    if args.report:
+        _report(suite, results, None, 2_000, 0)
     return 0 if outcome.ok else 1
+
+
+def _report(suite, results, out, reps: int, seed: int) -> int:
+    from pathlib import Path
+
+    from rlx2.report import ReportSettings, build_report
+
+    out = out or Path("reports") / suite.name / suite.profile
+    summary = build_report(suite.name, suite.profile, list(suite.runs), results, out, ReportSettings(reps, seed),
+                           suite.description)
+    print(f"report: {out}/index.md ({summary['finished']} of {summary['expected']} runs finished"
+          + (f"; {len(summary['missing'])} missing, listed in the report)" if summary["missing"] else ")"))
+    return 0
 
 
 def _flops(parser: argparse.ArgumentParser, cfg: RunConfig, args: argparse.Namespace) -> int:

@@ -82,7 +82,7 @@ def test_sac_distillation_completes_a_tiny_run(tmp_path):
 
     result = train(tiny_config(algo="sac", method="distillation"), tmp_path, progress=False)
     run_dir = tmp_path / "sac/Hopper-v5/distillation/seed-0"
-    assert {p.name for p in run_dir.iterdir()} == {"config.json", "evaluations.csv", "topology.csv",
+    assert {p.name for p in run_dir.iterdir() if not p.name.startswith(".")} == {"config.json", "evaluations.csv", "topology.csv",
                                                    "diagnostics.csv", "model.pt", "result.json"}
     assert result["status"] == "finished" and result["steps"] == 1_500 + 300
     assert (tmp_path / "sac/Hopper-v5/dense/seed-0/result.json").is_file()

@@ -1,0 +1,104 @@
+"""The report's figures (matplotlib/seaborn and rliable's plot helpers), as PNG and PDF.
+
+Files carry no creation dates, so the same results give the same figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from rliable import plot_utils  # noqa: E402
+
+from rlx2.stats import aggregate_metrics, performance_profiles, probability_of_improvement  # noqa: E402
+
+METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}}
+
+
+def save(fig, out: Path, name: str) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"{name}.{ext}", dpi=110, bbox_inches="tight", metadata=METADATA[ext])
+    plt.close(fig)
+    return name
+
+
+def learning_curves(table: pd.DataFrame, out: Path, order: list[str], settings) -> str:
+    curves = table[table.metric == "eval_return"]
+    panels = sorted({(a, t) for a, t in zip(curves.algo, curves.task)})
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (algo, task) in zip(axes[0], panels):
+        data = curves[(curves.algo == algo) & (curves.task == task)]
+        sns.lineplot(data=data, x="step", y="value", hue="method", hue_order=[m for m in order if m in set(data.method)],
+                     errorbar=("ci", 95), n_boot=min(settings.reps, 1000), seed=settings.seed, ax=ax)
+        ax.set(title=f"{algo.upper()} {task}", xlabel="environment steps", ylabel="evaluation return")
+        ax.legend(fontsize=7)
+    return save(fig, out, "learning_curves")
+
+
+def score_against(finals: pd.DataFrame, pct: pd.DataFrame, column: str, label: str, out: Path, name: str) -> str:
+    merged = pct.merge(finals.groupby(["algo", "task", "method"], as_index=False)[column].mean(),
+                       on=["algo", "task", "method"])
+    summary = merged.groupby(["algo", "method"], as_index=False).agg(pct=("pct", "mean"), x=(column, "mean"))
+    algos = sorted(summary.algo.unique())
+    fig, axes = plt.subplots(1, len(algos), figsize=(5 * len(algos), 3.6), squeeze=False)
+    for ax, algo in zip(axes[0], algos):
+        data = summary[summary.algo == algo]
+        sns.scatterplot(data=data, x="x", y="pct", hue="method", s=60, ax=ax)
+        for row in data.itertuples():
+            ax.annotate(row.method, (row.x, row.pct), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set(xscale="log", title=algo.upper(), xlabel=f"{label} (relative to dense, log)", ylabel="% of dense")
+        ax.legend([], frameon=False)
+    return save(fig, out, name)
+
+
+def write_all(table, finals, pct, scores, random_returns, out: Path, settings) -> list[str]:
+    """Every figure of the report; returns their names (files ``<name>.png`` and ``<name>.pdf``)."""
+    from rlx2.report import ordered
+
+    order = ordered(finals.method.unique())
+    names = [learning_curves(table, out, order, settings)]
+    palette = dict(zip(order, sns.color_palette("colorblind", len(order))))
+    for algo, by_method in scores.items():
+        methods = ordered(by_method)
+        colors = {m: palette[m] for m in methods}
+        results = aggregate_metrics(by_method, settings.reps, settings.seed)
+        points = {m: np.array([v[0] for v in results[m].values()]) for m in methods}
+        intervals = {m: np.array([[v[1] for v in results[m].values()], [v[2] for v in results[m].values()]])
+                     for m in methods}
+        fig, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=list(next(iter(results.values()))),
+                                                    algorithms=methods, colors=colors,
+                                                    xlabel="normalised score (0 random, 1 dense)")
+        names.append(save(fig, out, f"intervals_{algo}"))
+
+        top = max(1.2, float(max(np.max(s) for s in by_method.values())))
+        taus = np.linspace(0.0, top, 61)
+        profiles, profile_cis = performance_profiles(by_method, taus, min(settings.reps, 1000), settings.seed)
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=profile_cis, colors=colors,
+                                             xlabel=r"normalised score $\tau$", ax=ax)
+        ax.legend([Line2D([0], [0], color=colors[m]) for m in methods], methods, fontsize=7)
+        names.append(save(fig, out, f"performance_profiles_{algo}"))
+
+        if "rlx2" in by_method and len(by_method) > 1:
+            improvement = probability_of_improvement(by_method, "rlx2", settings.reps, settings.seed)
+            fig, ax = plt.subplots(figsize=(5, 0.45 * len(improvement) + 1))
+            labels = [pair.split(",")[1] for pair in improvement]
+            values = np.array([improvement[p][0] for p in improvement])
+            errors = np.array([[values[i] - improvement[p][1], improvement[p][2] - values[i]]
+                               for i, p in enumerate(improvement)]).T
+            ax.barh(labels, values, xerr=errors, color=sns.color_palette("colorblind")[0], capsize=3)
+            ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+            ax.set(xlim=(0, 1), xlabel="P(RLx2 > method)", title=f"{algo.upper()}: probability of improvement")
+            names.append(save(fig, out, f"probability_of_improvement_{algo}"))
+    if not pct.empty:
+        names.append(score_against(finals, pct, "size", "model size", out, "score_vs_size"))
+        names.append(score_against(finals, pct, "training_flops", "training FLOPs", out, "score_vs_training_flops"))
+    return names
