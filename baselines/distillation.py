@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from rlx2.agents import make_agent
-from rlx2.config import run_id
+from rlx2.config import RunConfig, run_id
 from rlx2.envs import ActionScaler, make_env
 from rlx2.methods import Method, get_method, register
 from rlx2.records import RunDirectory
@@ -107,8 +107,8 @@ class Distillation(Method):
         teacher_dir = RunDirectory(out / run_id(teacher_cfg))
         if teacher_dir.finished:
             saved = json.loads((teacher_dir.path / "config.json").read_text())["config"]
-            if saved != teacher_cfg.to_dict():
-                differ = sorted(k for k in saved if saved[k] != teacher_cfg.to_dict().get(k))
+            differ = RunConfig.saved_matches(saved, teacher_cfg)
+            if differ:
                 raise TeacherMismatch(f"{teacher_dir.path} holds a dense run with other settings ({', '.join(differ)})")
         else:
             train(teacher_cfg, out, progress=progress)

@@ -90,6 +90,16 @@ class RunConfig:
             data["hidden_sizes"] = tuple(data["hidden_sizes"])
         return cls(**data)
 
+    @classmethod
+    def saved_matches(cls, saved: dict[str, Any], wanted: RunConfig) -> list[str]:
+        """Settings where a saved config differs from ``wanted`` (settings added since count as defaults)."""
+        try:
+            restored = cls.from_dict(saved).to_dict()
+        except (ConfigError, TypeError):
+            return ["(unreadable config)"]
+        target = wanted.to_dict()
+        return sorted(k for k in target if restored.get(k) != target[k])
+
     @property
     def training_iterations(self) -> int:
         """Gradient steps of the run: one per environment step after warm-up."""

@@ -88,9 +88,8 @@ def check_results_match(runs: list[RunConfig], results: Path) -> None:
             saved = json.loads(saved_path.read_text())["config"]
         except (OSError, ValueError, KeyError):
             continue  # unreadable: the run restarts
-        wanted = get_method(cfg.method)().resolve(cfg).to_dict()
-        if saved != wanted:
-            differ = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        differ = RunConfig.saved_matches(saved, get_method(cfg.method)().resolve(cfg))
+        if differ:
             raise ValueError(f"{saved_path.parent} holds a run with other settings ({', '.join(differ)}); "
                              "use another --results directory")
 
