@@ -117,7 +117,7 @@ class Distillation(Method):
 
     def run(self, cfg, out, run_dir, *, progress=True):
         from rlx2.sparse.flops import flops_report
-        from rlx2.train import EVAL_SEED_OFFSET, evaluate, run_metadata
+        from rlx2.train import evaluate_and_record, run_metadata
 
         teacher_cfg, dense, teacher_dir, teacher_result = self.teacher(cfg, out, progress)
         env, eval_env = make_env(cfg.env), make_env(cfg.env)
@@ -184,11 +184,7 @@ class Distillation(Method):
                                                "steps_per_second": k / (time.perf_counter() - started)})
                     losses.clear()
                 if k % cfg.eval_every == 0 or k == student_steps:
-                    agent_view = _ActorOnly(student)
-                    returns = evaluate(agent_view, eval_env, scale, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
-                    evaluations.append(float(np.mean(returns)))
-                    run_dir.evaluations.write({"step": step, "mean_return": evaluations[-1],
-                                               "std_return": float(np.std(returns)), "episodes": len(returns)})
+                    evaluations.append(evaluate_and_record(_ActorOnly(student), eval_env, scale, cfg, run_dir, step))
                     bar.set_postfix(eval_return=f"{evaluations[-1]:.1f}", refresh=False)
                 bar.update(1)
         except BaseException:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from rlx2.config import RunConfig, run_id
 from rlx2.results import Collected, collect, final_scores, random_policy_return, save_table
-from rlx2.stats import aggregate_metrics, interval_estimates, normalise, performance_profiles, probability_of_improvement
+from rlx2.stats import aggregate_metrics, interval_estimates, normalise
 
 #: The paper's Table 2 averages, % of dense (spec section 9: gym v3 tasks, 3M steps, 8 seeds).
 PAPER_AVERAGES = {

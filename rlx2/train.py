@@ -81,6 +81,18 @@ def evaluate(agent: Agent, env, scale: ActionScaler, episodes: int, seed: int) -
     return returns
 
 
+def evaluate_and_record(agent, env, scale: ActionScaler, cfg: RunConfig, run_dir: RunDirectory, step: int) -> float:
+    """One evaluation (``cfg.eval_episodes`` episodes), written to the run's logs; its mean return."""
+    returns = evaluate(agent, env, scale, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
+    mean = float(np.mean(returns))
+    if not math.isfinite(mean):
+        raise RunDiverged(f"non-finite evaluation return at step {step}")
+    run_dir.evaluations.write({"step": step, "mean_return": mean, "std_return": float(np.std(returns)),
+                               "episodes": len(returns)})
+    run_dir.scalars(step, {"mean_return": mean}, "eval")
+    return mean
+
+
 def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Run one training run into ``out/<run-id>/`` and return its result record."""
     prepared = prepare(cfg, out)
@@ -216,14 +228,8 @@ def run_off_policy(cfg: RunConfig, method: Any, run_dir: RunDirectory, *, progre
                 loop.episode_returns.clear()
 
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                returns = evaluate(agent, eval_env, scale, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
-                mean = float(np.mean(returns))
-                if not math.isfinite(mean):
-                    raise RunDiverged(f"non-finite evaluation return at step {step}")
+                mean = evaluate_and_record(agent, eval_env, scale, cfg, run_dir, step)
                 loop.evaluations.append(mean)
-                run_dir.evaluations.write({"step": step, "mean_return": mean, "std_return": float(np.std(returns)),
-                                           "episodes": len(returns)})
-                run_dir.scalars(step, {"mean_return": mean}, "eval")
                 bar.set_postfix(eval_return=f"{mean:.1f}", refresh=False)
             bar.update(1)
 
