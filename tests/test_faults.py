@@ -103,11 +103,13 @@ def wait_for(condition, timeout=120):
     raise TimeoutError("condition not reached")
 
 
-def workers_alive():
+def workers_alive(results):
+    """Worker processes of runs under ``results`` (other suites on the machine are left alone)."""
     alive = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"rlx2.worker" in (proc / "cmdline").read_bytes():
+            cmdline = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
+            if b"rlx2.worker" in cmdline and str(results).encode() in cmdline:
                 alive.append(int(proc.name))
         except OSError:
             pass
@@ -122,7 +124,7 @@ def test_killed_runner_rerun_skips_finished_and_resumes_the_rest(tmp_path):
              and any((d / "checkpoint.pt").exists() for d in run_dirs(results)))
     first.send_signal(signal.SIGKILL)
     first.wait()
-    wait_for(lambda: not workers_alive(), timeout=20)  # its workers die with it
+    wait_for(lambda: not workers_alive(results), timeout=20)  # its workers die with it
     finished_before = {d: (d / "result.json").read_text() for d in run_dirs(results) if (d / "result.json").exists()}
     second = runner(path, results)
     output, _ = second.communicate(timeout=300)
@@ -137,8 +139,8 @@ def test_a_killed_run_is_retried_and_resumes(tmp_path):
     path, results = make_suite(tmp_path, methods=("rlx2",), seeds=1, steps=2_500), tmp_path / "results"
     process = runner(path, results)
     run_dir = results / "td3/Hopper-v5/rlx2/seed-0"
-    wait_for(lambda: (run_dir / "checkpoint.pt").exists() and workers_alive())
-    for pid in workers_alive():
+    wait_for(lambda: (run_dir / "checkpoint.pt").exists() and workers_alive(results))
+    for pid in workers_alive(results):
         os.kill(pid, signal.SIGKILL)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
