@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "flops":
         return _flops(parser, cfg, args)
 
-    from rlx2.train import RunAlreadyFinished, prepare, train
+    from rlx2.train import RunAlreadyFinished, RunSettingsMismatch, prepare, train
 
     try:
         prepare(cfg, args.out)  # every input checked before any file is written
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     try:
         result = train(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
-    except RunAlreadyFinished as exc:
+    except (RunAlreadyFinished, RunSettingsMismatch) as exc:
         print(f"rlx2 run: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({k: result[k] for k in ("run_id", "final_score", "final_window", "steps_per_second")}))

@@ -18,6 +18,7 @@ replay sampling), all from ``cfg.seed``; the global RNGs are never used.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,10 @@ class RunDiverged(RuntimeError):
 
 class RunAlreadyFinished(RuntimeError):
     """The run directory already holds a result record."""
+
+
+class RunSettingsMismatch(RuntimeError):
+    """The run directory holds an unfinished run with other settings: resuming would mix them."""
 
 
 @dataclass
@@ -103,6 +108,15 @@ def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: 
             raise RunAlreadyFinished(f"{run_dir.path} already holds a finished run (pass --overwrite to redo it)")
         if overwrite:
             (run_dir.path / CHECKPOINT_FILE).unlink(missing_ok=True)
+        elif (run_dir.path / CHECKPOINT_FILE).is_file():
+            try:
+                saved = json.loads((run_dir.path / "config.json").read_text())["config"]
+            except (OSError, ValueError, KeyError):
+                saved = None
+            differ = RunConfig.saved_matches(saved, cfg) if saved is not None else []
+            if differ:
+                raise RunSettingsMismatch(f"{run_dir.path} holds an unfinished run with other settings "
+                                          f"({', '.join(differ)}); pass --overwrite to start it afresh")
         torch.set_num_threads(cfg.torch_threads)
         try:
             return method.run(cfg, Path(out), run_dir, progress=progress)

@@ -215,3 +215,22 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, algo, me
         if isinstance(a[net], dict):
             for key in a[net]:
                 assert torch.equal(a[net][key], b[net][key]), (net, key)
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    from rlx2.train import RunSettingsMismatch
+
+    cfg = tiny_config(method="static", steps=1_200, checkpoint_every=200)
+    run = tmp_path / "td3/Hopper-v5/static/seed-0"
+    process = subprocess.Popen([sys.executable, "-m", "rlx2.cli", "run", "--method", "static", "--env", "Hopper-v5",
+                                "--steps", "1200", "--warmup-steps", "500", "--batch-size", "64", "--delta", "200",
+                                "--nstep-delay", "200", "--buffer-check-every", "500", "--buffer-min", "600",
+                                "--eval-every", "500", "--eval-episodes", "2", "--log-every", "500",
+                                "--checkpoint-every", "200", "--quiet", "--out", str(tmp_path)])
+    wait_for(lambda: (run / "checkpoint.pt").exists() or process.poll() is not None)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (run / "checkpoint.pt").exists()
+    with pytest.raises(RunSettingsMismatch, match="lr"):
+        train(cfg.replace(lr=1e-3), tmp_path, progress=False)
+    assert train(cfg, tmp_path, progress=False)["status"] == "finished"  # the same settings resume
