@@ -116,3 +116,12 @@ def test_tensorboard_events_mirror_the_csv_logs(tmp_path):
     assert [s for s, _ in returns] == [int(r["step"]) for r in rows(run_dir / "evaluations.csv")]
     assert returns[-1][1] == pytest.approx(float(rows(run_dir / "evaluations.csv")[-1]["mean_return"]))
     assert "train/critic_loss" in events.Tags()["scalars"]
+
+
+def test_any_continuous_gymnasium_task_works(tmp_path):
+    # Pendulum-v1: classic control, torque bounds of +-2 (mapped from the agent's [-1, 1])
+    result = train(tiny_config(env="Pendulum-v1", method="rlx2", steps=800, eval_every=400, eval_episodes=1),
+                   tmp_path, progress=False)
+    assert result["status"] == "finished" and math.isfinite(result["final_score"])
+    config = json.loads((tmp_path / "td3/Pendulum-v1/rlx2/seed-0/config.json").read_text())
+    assert config["env"]["action_high"] == [2.0] and config["env"]["obs_dim"] == 3
