@@ -30,20 +30,21 @@ def save(fig, out: Path, name: str) -> str:
     return name
 
 
-def learning_curves(table: pd.DataFrame, out: Path, order: list[str], settings) -> str:
+def learning_curves(table: pd.DataFrame, out: Path, order: list[str], palette: dict, settings) -> str:
     curves = table[table.metric == "eval_return"]
     panels = sorted({(a, t) for a, t in zip(curves.algo, curves.task)})
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (algo, task) in zip(axes[0], panels):
         data = curves[(curves.algo == algo) & (curves.task == task)]
         sns.lineplot(data=data, x="step", y="value", hue="method", hue_order=[m for m in order if m in set(data.method)],
-                     errorbar=("ci", 95), n_boot=min(settings.reps, 1000), seed=settings.seed, ax=ax)
+                     palette=palette, errorbar=("ci", 95), n_boot=min(settings.reps, 1000), seed=settings.seed, ax=ax)
         ax.set(title=f"{algo.upper()} {task}", xlabel="environment steps", ylabel="evaluation return")
         ax.legend(fontsize=7)
     return save(fig, out, "learning_curves")
 
 
-def score_against(finals: pd.DataFrame, pct: pd.DataFrame, column: str, label: str, out: Path, name: str) -> str:
+def score_against(finals: pd.DataFrame, pct: pd.DataFrame, column: str, label: str, out: Path, name: str,
+                  palette: dict) -> str:
     merged = pct.merge(finals.groupby(["algo", "task", "method"], as_index=False)[column].mean(),
                        on=["algo", "task", "method"])
     summary = merged.groupby(["algo", "method"], as_index=False).agg(pct=("pct", "mean"), x=(column, "mean"))
@@ -51,7 +52,7 @@ def score_against(finals: pd.DataFrame, pct: pd.DataFrame, column: str, label: s
     fig, axes = plt.subplots(1, len(algos), figsize=(5 * len(algos), 3.6), squeeze=False)
     for ax, algo in zip(axes[0], algos):
         data = summary[summary.algo == algo]
-        sns.scatterplot(data=data, x="x", y="pct", hue="method", s=60, ax=ax)
+        sns.scatterplot(data=data, x="x", y="pct", hue="method", palette=palette, s=60, ax=ax)
         for row in data.itertuples():
             ax.annotate(row.method, (row.x, row.pct), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set(xscale="log", title=algo.upper(), xlabel=f"{label} (relative to dense, log)", ylabel="% of dense")
@@ -64,8 +65,8 @@ def write_all(table, finals, pct, scores, random_returns, out: Path, settings) -
     from rlx2.report import ordered
 
     order = ordered(finals.method.unique())
-    names = [learning_curves(table, out, order, settings)]
-    palette = dict(zip(order, sns.color_palette("colorblind", len(order))))
+    palette = dict(zip(order, sns.color_palette("colorblind", len(order))))  # one colour per method everywhere
+    names = [learning_curves(table, out, order, palette, settings)]
     for algo, by_method in scores.items():
         methods = ordered(by_method)
         colors = {m: palette[m] for m in methods}
@@ -99,6 +100,7 @@ def write_all(table, finals, pct, scores, random_returns, out: Path, settings) -
             ax.set(xlim=(0, 1), xlabel="P(RLx2 > method)", title=f"{algo.upper()}: probability of improvement")
             names.append(save(fig, out, f"probability_of_improvement_{algo}"))
     if not pct.empty:
-        names.append(score_against(finals, pct, "size", "model size", out, "score_vs_size"))
-        names.append(score_against(finals, pct, "training_flops", "training FLOPs", out, "score_vs_training_flops"))
+        names.append(score_against(finals, pct, "size", "model size", out, "score_vs_size", palette))
+        names.append(score_against(finals, pct, "training_flops", "training FLOPs", out, "score_vs_training_flops",
+                                   palette))
     return names
