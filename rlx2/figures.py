@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -39,6 +40,7 @@ def learning_curves(table: pd.DataFrame, out: Path, order: list[str], palette: d
         sns.lineplot(data=data, x="step", y="value", hue="method", hue_order=[m for m in order if m in set(data.method)],
                      palette=palette, errorbar=("ci", 95), n_boot=min(settings.reps, 1000), seed=settings.seed, ax=ax)
         ax.set(title=f"{algo.upper()} {task}", xlabel="environment steps", ylabel="evaluation return")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         ax.legend(fontsize=7)
     return save(fig, out, "learning_curves")
 

@@ -176,16 +176,37 @@ def versus_paper(averages: dict, budget: int, tasks: dict[str, list[str]]) -> pd
     return pd.DataFrame(rows)
 
 
+def reference_returns(finals: pd.DataFrame, random_returns: dict[str, float]) -> pd.DataFrame:
+    """Per algo and task: the random-policy return and the dense mean, and whether "% of dense" is stable.
+
+    A ratio to the dense mean is unstable when that mean is within two standard errors of 0
+    (short budgets on tasks whose early returns hover around 0, such as HalfCheetah).
+    """
+    rows = []
+    for (algo, task), group in finals[finals.method == "dense"].groupby(["algo", "task"], sort=True):
+        scores = group.score.to_numpy()
+        mean = float(scores.mean())
+        se = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else float("nan")
+        stable = not (np.isfinite(se) and abs(mean) < 2 * se)
+        rows.append({"Algo": algo.upper(), "Task": task, "Random policy": fmt(random_returns[task]),
+                     "Dense (mean ± s.e.)": f"{fmt(mean)} ± {fmt(se)}",
+                     "% of dense": "stable" if stable else "unstable: dense mean within 2 s.e. of 0; read the "
+                                                          "normalised aggregates instead"})
+    return pd.DataFrame(rows)
+
+
 def run_facts(runs: list[RunConfig], results: Path) -> dict:
     """Versions and commits recorded by the finished runs (for the index)."""
-    versions, commits = set(), set()
+    versions, commits, seconds = set(), set(), 0.0
     for cfg in runs:
         path = results / run_id(cfg) / "config.json"
         if path.is_file() and (results / run_id(cfg) / "result.json").is_file():
             data = json.loads(path.read_text())
             versions.add(json.dumps(data.get("versions", {}), sort_keys=True))
             commits.add(str(data.get("git_commit")))
-    return {"versions": [json.loads(v) for v in sorted(versions)], "commits": sorted(commits)}
+            seconds += json.loads((results / run_id(cfg) / "result.json").read_text()).get("wall_seconds", 0.0)
+    return {"versions": [json.loads(v) for v in sorted(versions)], "commits": sorted(commits),
+            "run_hours": seconds / 3600}
 
 
 def build_report(suite_name: str, profile: str, runs: list[RunConfig], results: Path, out: Path,
@@ -214,7 +235,10 @@ def build_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
         versus = versus_paper(averages, runs[0].steps, tasks)
         write_table(versus, out, "table_vs_paper", "ours vs the paper", tex=False)
         figure_list = figures.write_all(table, finals, pct, scores, random_returns, out / "figures", settings)
-        sections = [("% of dense (the paper's Table 2 layout)", paper), ("Aggregate metrics", aggregate),
+        references = reference_returns(finals, random_returns)
+        write_table(references, out, "table_references", "reference returns", tex=False)
+        sections = [("Reference returns", references), ("% of dense (the paper's Table 2 layout)", paper),
+                    ("Aggregate metrics (normalised: 0 = random policy, 1 = dense)", aggregate),
                     ("Beside the paper", versus)]
         summary["random_returns"] = random_returns
     else:
@@ -238,7 +262,8 @@ def write_index(out: Path, suite_name: str, profile: str, description: str, runs
         f"- budget: {cfg.steps:,} environment steps per run (warm-up {cfg.warmup_steps:,}, evaluation every "
         f"{cfg.eval_every:,} steps over {cfg.eval_episodes} episodes, score = mean of the last {cfg.final_window} "
         f"evaluations); seeds: {len(seeds)}",
-        f"- runs: {len(runs) - len(collected.missing)} of {len(runs)} finished",
+        f"- runs: {len(runs) - len(collected.missing)} of {len(runs)} finished, "
+        f"{facts['run_hours']:.2f} h of run time in all (sum over runs, one core each)",
         f"- bootstrap: {settings.reps:,} replications, seed {settings.seed}; random-policy reference: "
         f"{settings.random_episodes} episodes per task",
         f"- code commit(s): {', '.join(facts['commits']) or 'unknown'}",

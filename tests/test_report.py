@@ -90,6 +90,7 @@ def test_report_names_missing_runs_and_writes_figures(fixture_results, tmp_path)
     assert summary["missing"] == [run_id(missing)] and summary["finished"] == 5
     index = (tmp_path / "r" / "index.md").read_text()
     assert "## Missing runs" in index and f"`{run_id(missing)}`" in index and "5 of 6 finished" in index
+    assert "## Reference returns" in index and "| TD3 | Hopper-v5 |" in index
     figures = sorted(p.name for p in (tmp_path / "r" / "figures").iterdir())
     for name in ("learning_curves", "intervals_td3", "performance_profiles_td3", "probability_of_improvement_td3",
                  "score_vs_size", "score_vs_training_flops"):
