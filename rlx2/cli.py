@@ -154,6 +154,10 @@ def _suite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 f"{name}{' (default)' if name == default else ''} [{p.get('steps'):,} steps x {p.get('seeds')} seeds]"
                 for name, p in profiles.items()))
         return 0
+    for name in ("workers", "retries", "reps"):
+        value = getattr(args, name, None)
+        if value is not None and value < (0 if name == "retries" else 1):
+            parser.error(f"{name}={value!r}: must be {'>= 0' if name == 'retries' else 'a positive integer'}")
     try:
         suite = load_suite(args.suite, args.profile)
     except SuiteError as exc:

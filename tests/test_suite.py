@@ -97,6 +97,17 @@ def test_suite_cli_rejects_before_writing_anything(tmp_path, capsys):
     assert "no such suite file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("args", "named"), [(["--workers", "0"], "workers=0"), (["--retries", "-1"], "retries=-1")])
+def test_bad_executor_arguments_fail_fast(tmp_path, capsys, args, named):
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit) as info:
+        main(["suite", "run", str(write(tmp_path, GOOD)), "--results", str(results), "--quiet", *args])
+    assert info.value.code == 2 and named in capsys.readouterr().err and not results.exists()
+    with pytest.raises(SystemExit):
+        main(["report", str(write(tmp_path, GOOD)), "--results", str(results), "--reps", "0"])
+    assert "reps=0" in capsys.readouterr().err
+
+
 def test_unknown_profile(tmp_path, capsys):
     with pytest.raises(SuiteError, match="no such profile"):
         load_suite(str(write(tmp_path, GOOD)), "huge")
