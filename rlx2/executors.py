@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,6 +275,3 @@ def dependencies(runs: list[RunConfig], results: Path) -> dict[str, list[str]]:
     return {run_id(cfg): [run_id(d) for d in get_method(cfg.method)().depends_on(cfg) if run_id(d) in in_suite]
             for cfg in runs}
 
-
-def status_counts(runs: list[RunConfig], results: Path) -> Counter:
-    return Counter(run_state(RunDirectory(results / run_id(cfg)))[0] for cfg in runs)

@@ -142,7 +142,7 @@ def test_dense_network_controller_is_a_plain_optimizer_step():
     net = mlp(3, (4,), 1)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     controller = MaskController(net, optimizer)
-    assert not controller.sparse
+    assert not controller.layers
     before = [p.detach().clone() for p in net.parameters()]
     net(torch.ones(2, 3)).sum().backward()
     assert controller.step()

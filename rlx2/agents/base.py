@@ -102,9 +102,3 @@ class Agent:
     def densities(self) -> dict[str, dict[str, float]]:
         """Per-layer densities of each online network's sparse layers."""
         return {role: ctrl.densities() for role, ctrl in self.controllers.items()}
-
-    def masks(self) -> dict[str, torch.Tensor]:
-        """Every online mask by ``<network>.<layer>`` (for determinism checks and records)."""
-        return {
-            f"{role}.{name}": layer.mask.clone() for role, ctrl in self.controllers.items() for name, layer in ctrl.layers
-        }

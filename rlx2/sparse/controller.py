@@ -53,18 +53,11 @@ class MaskController:
             (name, layer) for name, layer in masked_layers(self.network) if layer.mask is not None
         ]
         self._targets: list[list[MaskedLinear]] = []
+        self._weights = [layer.weight for _, layer in self.layers]
+        self._masks: list[torch.Tensor] = []
+        self._refresh_targets()  # also caches the mask list used on every step
         if self.schedule is not None and self.grow_scores is None:
             raise ValueError("a topology schedule needs a grow_scores rule")
-
-    @property
-    def sparse(self) -> bool:
-        return bool(self.layers)
-
-    def _weights(self) -> list[torch.Tensor]:
-        return [layer.weight for _, layer in self.layers]
-
-    def _masks(self) -> list[torch.Tensor]:
-        return [layer.mask for _, layer in self.layers]
 
     def step(self) -> bool:
         """Finish one optimiser step after ``backward()``; False if it was a topology update."""
@@ -73,11 +66,11 @@ class MaskController:
             self.evolve()
             return False
         if self.layers:
-            torch._foreach_mul_([w.grad for w in self._weights()], self._masks())
+            torch._foreach_mul_([w.grad for w in self._weights], self._masks)
         self.optimizer.step()
         if self.layers:
             with torch.no_grad():
-                torch._foreach_mul_(self._weights(), self._masks())
+                torch._foreach_mul_(self._weights, self._masks)
         return True
 
     @torch.no_grad()
@@ -115,6 +108,8 @@ class MaskController:
 
     @torch.no_grad()
     def _refresh_targets(self) -> None:
+        # Masks are replaced (not edited) by drop/grow and pruning: re-read them after each change.
+        self._masks = [layer.mask for _, layer in self.layers]
         # Target layers share the online mask tensor, so a checkpoint of either is complete.
         for target_layers in self._targets:
             for target_layer, (_, layer) in zip(target_layers, self.layers):
@@ -127,7 +122,7 @@ class MaskController:
         if not self.layers:
             return
         for target_layers in self._targets:
-            torch._foreach_mul_([layer.weight for layer in target_layers], self._masks())
+            torch._foreach_mul_([layer.weight for layer in target_layers], self._masks)
 
     def densities(self) -> dict[str, float]:
         """Per-layer density of the online network's sparse layers."""
