@@ -69,7 +69,7 @@ class PruningController(MaskController):
                 if key in state:
                     state[key].mul_(layer.mask)
             self.events.append(TopologyEvent(t, name, (before - keep) / before, before - keep, keep, layer.density))
-        self._refresh_targets()
+        self.refresh()
 
 
 def final_layer_sparsities(network, sparsity: float, distribution: str) -> list[float]:

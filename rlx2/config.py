@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlx2.sparse.backend import BACKENDS
+
 ALGOS = ("td3", "sac")
 #: Replay capacity bounds (min, max) per algorithm, spec section 6.
 BUFFER_BOUNDS = {"td3": (100_000, 1_000_000), "sac": (200_000, 3_000_000)}
@@ -69,6 +71,8 @@ class RunConfig:
     log_every: int = _f(1_000, "environment steps between rows of training diagnostics")
     checkpoint_every: int = _f(50_000, "environment steps between checkpoints (each taken at the next episode end)")
     torch_threads: int = _f(1, "torch intra-op threads for this run")
+    sparse_backend: str = _f("auto", "how masked layers compute: auto (CSR kernels for layers of density <= 0.3), "
+                                     "masked-dense (the reference) or csr; results agree within float tolerance")
     tensorboard: bool = _f(False, "also write diagnostics and evaluations as TensorBoard events in <run>/tensorboard")
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -141,6 +145,8 @@ class RunConfig:
             raise ConfigError("t_end", self.t_end, "must be positive")
         if self.n_step is not None and self.n_step < 1:
             raise ConfigError("n_step", self.n_step, "must be >= 1")
+        if self.sparse_backend not in BACKENDS:
+            raise ConfigError("sparse_backend", self.sparse_backend, f"must be one of {', '.join(BACKENDS)}")
         if self.buffer_rule not in ("reference", "paper"):
             raise ConfigError("buffer_rule", self.buffer_rule, "must be reference or paper")
         if self.policy_distance not in ("reference", "paper"):

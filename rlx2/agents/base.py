@@ -96,6 +96,8 @@ class Agent:
         """Restore what ``state_dict`` saved (weights, masks, SAC's temperature)."""
         for name, module in self.modules().items():
             module.load_state_dict(state[name])
+        for ctrl in self.controllers.values():
+            ctrl.refresh()
         if "log_alpha" in state and hasattr(self, "log_alpha"):
             self.log_alpha.data.copy_(state["log_alpha"])
 

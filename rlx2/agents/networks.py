@@ -8,7 +8,8 @@ equals the reference's "scale by max action".
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -99,6 +100,24 @@ class TwinQ(nn.Module):
     def first(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Q1 only (TD3's actor loss)."""
         return self.q1(torch.cat([obs, act], dim=-1)).squeeze(-1)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Let gradients flow *through* ``module`` without computing its parameters' gradients.
+
+    The actor losses differentiate through the critic; the critic's own weight gradients
+    from that pass would be discarded (its next update zeroes them), so skipping them saves
+    a third of the critic's backward cost without changing any result.
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def weight_count(in_dim: int, hidden: Sequence[int], out_dim: int) -> int:

@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from rlx2.agents.base import Agent
-from rlx2.agents.networks import GaussianActor, SoftUpdate, TwinQ, initialise
+from rlx2.agents.networks import GaussianActor, SoftUpdate, TwinQ, frozen, initialise
 from rlx2.replay import NStepBatch
 
 
@@ -96,10 +96,11 @@ class SAC(Agent):
         self.iterations += 1
 
         action, logp = self.actor.sample(batch.obs, self.generator)
-        q1_pi, q2_pi = self.critic(batch.obs, action)
-        actor_loss = (self.alpha * logp - torch.minimum(q1_pi, q2_pi)).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        with frozen(self.critic):
+            q1_pi, q2_pi = self.critic(batch.obs, action)
+            actor_loss = (self.alpha * logp - torch.minimum(q1_pi, q2_pi)).mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
         self.controllers["actor"].step()
 
         alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()

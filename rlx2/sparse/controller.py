@@ -3,8 +3,10 @@
 It wraps the optimiser step of one network (actor or critic): masks the gradients, steps,
 re-zeroes masked weights, and on the steps its ``TopologySchedule`` marks, runs drop/grow
 instead of the optimiser step (the reference implementation's behaviour). It also keeps
-target networks on the online masks. A dense network gets a controller too (no masked
-layers): its ``step`` is then just ``optimizer.step()``.
+target networks on the online masks, and tells its layers before a topology update that
+the coming backward pass must produce dense weight gradients (``needs_dense_grad``). A
+dense network gets a controller too (no masked layers): its ``step`` is then just
+``optimizer.step()``.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ class MaskController:
     schedule: TopologySchedule | None = None
     grow_scores: GrowScores | None = None
     generator: torch.Generator | None = None
-    optimizer_steps: int = 0
     events: list[TopologyEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -55,9 +56,23 @@ class MaskController:
         self._targets: list[list[MaskedLinear]] = []
         self._weights = [layer.weight for _, layer in self.layers]
         self._masks: list[torch.Tensor] = []
-        self._refresh_targets()  # also caches the mask list used on every step
+        self.optimizer_steps = 0
+        self.refresh()  # also caches the float masks used on every step
         if self.schedule is not None and self.grow_scores is None:
             raise ValueError("a topology schedule needs a grow_scores rule")
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimiser steps of this network so far (topology updates included)."""
+        return self._optimizer_steps
+
+    @optimizer_steps.setter
+    def optimizer_steps(self, value: int) -> None:
+        self._optimizer_steps = value
+        # The backward before the next step must give dense gradients if that step is a topology update.
+        dense = self.schedule is not None and self.schedule.due(value + 1)
+        for _, layer in self.layers:
+            layer.needs_dense_grad = dense
 
     def step(self) -> bool:
         """Finish one optimiser step after ``backward()``; False if it was a topology update."""
@@ -98,18 +113,19 @@ class MaskController:
             self.events.append(
                 TopologyEvent(t, name, fraction, k, int(result.new_mask.sum()), layer.density)
             )
-        self._refresh_targets()
+        self.refresh()
 
     def bind_target(self, target: nn.Module) -> None:
         """Register a target copy of the network whose weights follow the online masks."""
         by_name = dict(masked_layers(target))
         self._targets.append([by_name[name] for name, _ in self.layers])
-        self._refresh_targets()
+        self.refresh()
 
     @torch.no_grad()
-    def _refresh_targets(self) -> None:
-        # Masks are replaced (not edited) by drop/grow and pruning: re-read them after each change.
-        self._masks = [layer.mask for _, layer in self.layers]
+    def refresh(self) -> None:
+        """Re-read the masks after any change (drop/grow, pruning, loading a state dict)."""
+        # Float copies: multiplying by a bool mask would convert it on every optimiser step.
+        self._masks = [layer.mask.to(layer.weight.dtype) for _, layer in self.layers]
         # Target layers share the online mask tensor, so a checkpoint of either is complete.
         for target_layers in self._targets:
             for target_layer, (_, layer) in zip(target_layers, self.layers):

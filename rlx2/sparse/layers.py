@@ -3,10 +3,11 @@
 ``MaskedLinear`` keeps its mask as an explicit boolean buffer (``None`` for a dense
 layer), so masks travel with ``state_dict`` and checkpoints under a predictable name
 (``<layer>.mask``). Masked weights are kept at exactly zero by ``MaskController``, which
-lets the reference backend below run a plain dense ``F.linear``: its output and its dense
-weight gradient (which RigL's grow step needs) are exact. A faster backend (CSR forward,
-active-only weight gradients) can replace ``forward`` here without touching methods or
-agents, which only ever read ``weight``, ``bias`` and ``mask``.
+lets the reference backend run a plain dense ``F.linear``: its output and its dense
+weight gradient (which RigL's grow step needs) are exact. ``forward`` picks the compute
+backend (``rlx2.sparse.backend``: masked-dense or CSR, by density under ``auto``);
+methods and agents only ever read ``weight``, ``bias`` and ``mask``, so no backend choice
+reaches them.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from rlx2.sparse.backend import (
+    BACKENDS,
+    CSR_MAX_DENSITY,
+    CsrLinear,
+    SparsePattern,
+    csr_linear_forward,
+    dense_linear,
+)
 from rlx2.sparse.distribution import active_counts, layer_densities
 
 
@@ -25,10 +33,16 @@ class MaskedLinear(nn.Linear):
     """``nn.Linear`` whose weight may carry a boolean mask (``mask is None``: dense)."""
 
     mask: torch.Tensor | None
+    #: Compute backend (``rlx2.sparse.backend.BACKENDS``); results agree within float tolerance.
+    backend: str = "auto"
+    #: Set by ``MaskController`` before the backward of a topology update, which needs the
+    #: dense weight gradient (the CSR backend otherwise computes only active entries).
+    needs_dense_grad: bool = False
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias)
         self.register_buffer("mask", None)
+        self._pattern: tuple[torch.Tensor, int, SparsePattern] | None = None  # (mask, its version, pattern)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """PyTorch's default Linear initialisation, drawn from ``generator`` when given."""
@@ -57,9 +71,39 @@ class MaskedLinear(nn.Linear):
             return 1.0
         return float(self.mask.sum()) / self.mask.numel()
 
+    def sparse_pattern(self) -> SparsePattern | None:
+        """The mask's CSR index structures, rebuilt only when the mask changed (None: dense)."""
+        if self.mask is None:
+            return None
+        cached = self._pattern
+        # Holding the mask itself (not its id) means a later tensor can never be mistaken for it.
+        if cached is None or cached[0] is not self.mask or cached[1] != self.mask._version:
+            cached = self._pattern = (self.mask, self.mask._version, SparsePattern.of(self.mask))
+        return cached[2]
+
+    def uses_csr(self) -> bool:
+        """Whether ``forward`` takes the CSR path for the current mask and backend."""
+        if self.backend == "masked-dense" or self.mask is None:
+            return False
+        return self.backend == "csr" or self.sparse_pattern().density <= CSR_MAX_DENSITY
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Reference "masked-dense" backend: inactive weights are exactly zero.
-        return F.linear(x, self.weight, self.bias)
+        lead, x2 = x.shape[:-1], x.reshape(-1, self.in_features)
+        if not self.uses_csr():  # masked-dense: inactive weights are exactly zero
+            y = dense_linear(x2, self.weight, self.bias)
+        elif torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            y = CsrLinear.apply(x2, self.weight, self.bias, self.sparse_pattern(), self.needs_dense_grad)
+        else:
+            y = csr_linear_forward(x2, self.weight, self.bias, self.sparse_pattern())
+        return y.reshape(*lead, self.out_features)
+
+
+def set_backend(module: nn.Module, backend: str) -> None:
+    """Make every ``MaskedLinear`` of ``module`` compute with ``backend``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown sparse backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    for _, layer in masked_layers(module):
+        layer.backend = backend
 
 
 def masked_layers(module: nn.Module) -> Iterator[tuple[str, MaskedLinear]]:

@@ -1,0 +1,251 @@
+"""Training throughput: env steps/s of the real training loop, beside stable-baselines3.
+
+Every measurement is a fresh child process (one torch thread) that runs the real loop
+(``rlx2.train.train``, or stable-baselines3's ``learn``) for ``--warmup`` random steps and
+``--learn`` learning steps, and reports the learning steps per second of wall-clock after
+warm-up and its own peak resident memory. Measurements are interleaved (every config once,
+then again, ``--repeats`` times) so a machine whose speed drifts affects all configs alike;
+the table shows the median, the min-max spread and ratios of medians from this one run:
+against stable-baselines3 with the same algorithm, network sizes (256, 256), batch (256)
+and schedule (one gradient step per env step, policy delay 2), and against our own dense
+agent. Evaluation is reduced to one episode at the last step (SB3 does not evaluate).
+
+    python benchmarks/throughput.py                      # the default grid (about 15 min)
+    python benchmarks/throughput.py --algos td3 --methods dense rlx2 --repeats 5
+    python benchmarks/throughput.py --kernels            # CSR vs dense kernels by density
+    python benchmarks/throughput.py --scaling            # local executor, 1 vs 2 workers
+
+``tox -e bench`` runs the default grid; ``--json FILE`` also writes every measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: ``name: (method, actor sparsity, critic sparsity)``; ``sb3`` is stable-baselines3.
+CONFIGS = {
+    "sb3": ("sb3", 0.0, 0.0),
+    "dense": ("dense", 0.0, 0.0),
+    "static 90/85": ("static", 0.9, 0.85),
+    "set 90/85": ("set", 0.9, 0.85),
+    "rigl 90/85": ("rigl", 0.9, 0.85),
+    "rlx2 90/85": ("rlx2", 0.9, 0.85),
+    "rlx2 98/95": ("rlx2", 0.98, 0.95),
+    "rlx2 90/85 masked-dense": ("rlx2", 0.9, 0.85),
+}
+DEFAULT_CONFIGS = ["sb3", "dense", "static 90/85", "rigl 90/85", "rlx2 90/85", "rlx2 98/95"]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def child_rlx2(algo: str, env: str, config: str, warmup: int, learn: int, seed: int) -> dict:
+    """One measurement of our loop (runs inside the child process)."""
+    from rlx2.config import RunConfig
+    from rlx2.train import train
+
+    method, actor_sparsity, critic_sparsity = CONFIGS[config]
+    steps = warmup + learn
+    # The topology interval is scaled so a drop/grow step happens inside the measured window,
+    # at the paper's rate relative to the budget it would be far rarer.
+    cfg = RunConfig(algo=algo, env=env, method=method, seed=seed, steps=steps, warmup_steps=warmup,
+                    actor_sparsity=actor_sparsity or 0.9, critic_sparsity=critic_sparsity or 0.85,
+                    delta=max(1, learn // 2), nstep_delay=0, eval_every=steps, eval_episodes=1, final_window=1,
+                    sparse_backend="masked-dense" if config.endswith("masked-dense") else "auto")
+    with tempfile.TemporaryDirectory() as out:
+        result = train(cfg, out, progress=False)
+    return {"steps_per_second": result["steps_per_second"], "peak_rss_mb": peak_rss_mb()}
+
+
+def child_sb3(algo: str, env_id: str, warmup: int, learn: int, seed: int) -> dict:
+    """One measurement of stable-baselines3 with the same sizes and schedule (inside the child)."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    torch.set_num_threads(1)
+    env = gym.make(env_id)
+    common = dict(learning_rate=3e-4, buffer_size=warmup + learn, learning_starts=warmup, batch_size=256,
+                  tau=0.005, gamma=0.99, train_freq=1, gradient_steps=1, seed=seed, device="cpu",
+                  policy_kwargs={"net_arch": [256, 256]}, verbose=0)
+    if algo == "td3":
+        act_dim = env.action_space.shape[0]
+        model = TD3("MlpPolicy", env, policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5,
+                    action_noise=NormalActionNoise(np.zeros(act_dim), 0.1 * np.ones(act_dim)), **common)
+    else:
+        model = SAC("MlpPolicy", env, ent_coef="auto", **common)
+
+    class Clock(BaseCallback):
+        started: float | None = None
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps == warmup + 1:
+                self.started = time.perf_counter()
+            return True
+
+    clock = Clock()
+    model.learn(total_timesteps=warmup + learn, callback=clock)
+    elapsed = time.perf_counter() - clock.started
+    return {"steps_per_second": (learn - 1) / elapsed, "peak_rss_mb": peak_rss_mb()}
+
+
+def measure(algo: str, env: str, config: str, warmup: int, learn: int, seed: int) -> dict:
+    """Run one measurement in a fresh process and return what it reported."""
+    command = [sys.executable, __file__, "--child", algo, env, config, str(warmup), str(learn), str(seed)]
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=environ)
+    if done.returncode != 0:
+        raise RuntimeError(f"{algo} {config} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def throughput(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    for repeat in range(args.repeats):
+        for algo in args.algos:
+            for config in args.configs:
+                got = measure(algo, args.env, config, args.warmup, args.learn, seed=repeat)
+                rows.append({"algo": algo, "env": args.env, "config": config, "repeat": repeat, **got})
+                print(f"  repeat {repeat} {algo} {config:24s} {got['steps_per_second']:7.1f} steps/s "
+                      f"{got['peak_rss_mb']:6.0f} MiB", file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: list[dict], algos: list[str], configs: list[str]) -> str:
+    lines = ["| algo | config | steps/s median | min-max | vs SB3 | vs our dense | peak RSS MiB |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for algo in algos:
+        medians = {}
+        for config in configs:
+            values = [r["steps_per_second"] for r in rows if r["algo"] == algo and r["config"] == config]
+            medians[config] = statistics.median(values)
+        for config in configs:
+            chosen = [r for r in rows if r["algo"] == algo and r["config"] == config]
+            values = [r["steps_per_second"] for r in chosen]
+            rss = max(r["peak_rss_mb"] for r in chosen)
+            vs_sb3 = f"{medians[config] / medians['sb3']:.2f}x" if "sb3" in medians else "-"
+            vs_dense = f"{medians[config] / medians['dense']:.2f}x" if "dense" in medians else "-"
+            lines.append(f"| {algo} | {config} | {medians[config]:.1f} | {min(values):.1f}-{max(values):.1f} | "
+                         f"{vs_sb3} | {vs_dense} | {rss:.0f} |")
+    return "\n".join(lines)
+
+
+def kernels() -> None:
+    """Forward, input-gradient and weight-gradient times of a 256x256 layer, batch 256, by density."""
+    import torch
+
+    from rlx2.sparse.backend import SparsePattern
+
+    torch.set_num_threads(1)
+
+    def clock(fn, n=200):
+        for _ in range(20):
+            fn()
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            best = min(best, (time.perf_counter() - start) / n * 1e6)
+        return best
+
+    generator = torch.Generator().manual_seed(0)
+    x, g = torch.randn(256, 256, generator=generator).t(), torch.randn(256, 256, generator=generator).t()
+    print("| density | dense fwd us | CSR fwd us | dense grad_in us | CSR grad_in us | dense grad_w us | sampled grad_w us |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for density in (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5):
+        mask = torch.rand(256, 256, generator=generator) < density
+        weight = torch.randn(256, 256, generator=generator) * mask
+        pattern = SparsePattern.of(mask)
+        row = [clock(lambda: weight @ x.t()), clock(lambda: torch.sparse.mm(pattern.weight(weight), x.t())),
+               clock(lambda: weight.t() @ g.t()), clock(lambda: torch.sparse.mm(pattern.weight_t(weight), g.t())),
+               clock(lambda: g.t() @ x), clock(lambda: torch.sparse.sampled_addmm(pattern.ones, g.t(), x, beta=0.0))]
+        print(f"| {density:.2f} | " + " | ".join(f"{v:.0f}" for v in row) + " |")
+
+
+def scaling(args: argparse.Namespace) -> None:
+    """Total env steps/s of the local executor with 1 and with 2 workers on the same 4 runs."""
+    suite = f"""
+[suite]
+description = "executor scaling: 4 RLx2 TD3 runs"
+algos = ["td3"]
+tasks = ["{args.env}"]
+methods = ["rlx2"]
+default_profile = "scaling"
+[sparsity.td3]
+"{args.env}" = [0.9, 0.85]
+[settings]
+eval_episodes = 1
+[profiles.scaling]
+steps = {args.warmup + args.learn}
+seeds = 4
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scaling.toml"
+        path.write_text(suite)
+        for workers in (1, 2):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "rlx2.cli", "suite", "run", str(path), "--results",
+                            f"{tmp}/w{workers}", "--workers", str(workers), "--quiet"], check=True)
+            wall = time.perf_counter() - start
+            print(f"workers {workers}: 4 runs x {args.warmup + args.learn} steps in {wall:.1f} s -> "
+                  f"{4 * (args.warmup + args.learn) / wall:.1f} env steps/s in total", flush=True)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        algo, env, config, warmup, learn, seed = sys.argv[2:8]
+        import torch
+
+        torch.set_num_threads(1)
+        if config == "sb3":
+            got = child_sb3(algo, env, int(warmup), int(learn), int(seed))
+        else:
+            got = child_rlx2(algo, env, config, int(warmup), int(learn), int(seed))
+        print(json.dumps(got))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", nargs="+", choices=("td3", "sac"), default=["td3", "sac"])
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=DEFAULT_CONFIGS)
+    parser.add_argument("--env", default="Hopper-v5")
+    parser.add_argument("--warmup", type=int, default=1000, help="random-action steps before learning")
+    parser.add_argument("--learn", type=int, default=2000, help="measured learning steps per measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument("--kernels", action="store_true", help="only compare CSR and dense kernels by density")
+    parser.add_argument("--scaling", action="store_true", help="only measure the local executor, 1 vs 2 workers")
+    args = parser.parse_args()
+    for name in ("warmup", "learn", "repeats"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.kernels:
+        kernels()
+        return
+    if args.scaling:
+        scaling(args)
+        return
+    import torch
+
+    print(f"# throughput, {args.env}, {args.warmup} warm-up + {args.learn} measured steps, {args.repeats} repeats, "
+          f"1 torch thread, torch {torch.__version__}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    rows = throughput(args)
+    print(table(rows, args.algos, args.configs))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""How a masked layer computes: the masked-dense reference and the CSR sparse backend.
+
+``masked-dense`` (the reference) runs a plain dense ``F.linear``; inactive weights are
+exactly zero, so outputs and the dense weight gradient are exact. ``csr`` keeps the same
+dense ``weight`` parameter (so optimisers, checkpoints, targets and drop/grow are
+untouched) but computes with only its active entries:
+
+- forward ``y = x W^T + b`` as one CSR-by-dense product ``W_csr @ x^T``;
+- input gradient ``g W`` as ``(W^T)_csr @ g^T``;
+- weight gradient only at the active positions (``sampled_addmm`` over the mask's
+  pattern), scattered into a dense gradient that is zero elsewhere, which is what the
+  controller's gradient masking would leave anyway. When the controller announces a
+  topology update (``MaskedLinear.needs_dense_grad``), the dense gradient ``g^T x`` is
+  computed instead, because RigL's grow step ranks *inactive* weights by it.
+
+The CSR index structures depend only on the mask and are rebuilt when it changes (a new
+mask tensor or an in-place copy into it); the values are gathered from ``weight`` on
+every call, so a layer never computes with stale weights. ``auto`` (the default) uses
+``csr`` for layers at most ``CSR_MAX_DENSITY`` dense and masked-dense otherwise; on this
+project's CPU the CSR kernels lose to a dense matmul above roughly that density
+(``benchmarks/throughput.py --kernels`` prints the comparison).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+BACKENDS = ("auto", "masked-dense", "csr")
+
+#: ``auto`` computes a layer with CSR kernels at or below this density.
+CSR_MAX_DENSITY = 0.3
+
+# CSR tensors are "beta" in PyTorch and say so once per process; the kernels used here are stable.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+
+@dataclass(frozen=True)
+class SparsePattern:
+    """A mask's active entries in the index forms the CSR kernels need (built once per mask)."""
+
+    shape: tuple[int, int]
+    density: float
+    crow: torch.Tensor  # CSR row pointers of W
+    col: torch.Tensor  # CSR column indices of W
+    flat: torch.Tensor  # row-major flat indices of W's active entries, in CSR order
+    crow_t: torch.Tensor  # the same three for W^T
+    col_t: torch.Tensor
+    flat_t: torch.Tensor
+    ones: torch.Tensor  # CSR tensor of ones on the pattern (sampled_addmm's sampling pattern)
+
+    @classmethod
+    def of(cls, mask: torch.Tensor) -> SparsePattern:
+        out_features, in_features = mask.shape
+        flat = mask.reshape(-1).nonzero().squeeze(1)
+        rows = flat // in_features
+        cols = flat % in_features
+        crow = _row_pointers(rows, out_features)
+        order_t = torch.argsort(cols * out_features + rows)
+        flat_t = flat[order_t]
+        crow_t = _row_pointers(cols[order_t], in_features)
+        ones = torch.sparse_csr_tensor(crow, cols, torch.ones(len(flat)), (out_features, in_features),
+                                       check_invariants=False)
+        return cls((out_features, in_features), len(flat) / mask.numel(), crow, cols, flat, crow_t,
+                   rows[order_t], flat_t, ones)
+
+    def weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """``weight``'s active entries as a CSR tensor of the same shape."""
+        values = weight.detach().reshape(-1).index_select(0, self.flat)
+        return torch.sparse_csr_tensor(self.crow, self.col, values, self.shape, check_invariants=False)
+
+    def weight_t(self, weight: torch.Tensor) -> torch.Tensor:
+        """``weight^T``'s active entries as a CSR tensor."""
+        values = weight.detach().reshape(-1).index_select(0, self.flat_t)
+        return torch.sparse_csr_tensor(self.crow_t, self.col_t, values, self.shape[::-1], check_invariants=False)
+
+
+def _row_pointers(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """CSR row pointers for entries whose (sorted) row indices are ``rows``."""
+    counts = torch.bincount(rows, minlength=n_rows)
+    return torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
+
+
+def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x W^T + b`` for ``x`` of shape ``[B, in]``, computed feature-major as ``(W x^T + b)^T``.
+
+    The CSR kernels produce ``[out, B]`` results; dense layers produce the same layout so that
+    the elementwise ops between layers (ReLU and its backward) always see matching strides,
+    which keeps them on PyTorch's fast path. For dense networks this costs nothing.
+    """
+    if bias is None:
+        return (weight @ x.t()).t()
+    return torch.addmm(bias.unsqueeze(1), weight, x.t()).t()
+
+
+def csr_linear_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                       pattern: SparsePattern) -> torch.Tensor:
+    """``x W^T + b`` with only the pattern's weights, for ``x`` of shape ``[B, in]`` (feature-major result)."""
+    y = torch.sparse.mm(pattern.weight(weight), x.t())
+    return (y + bias.unsqueeze(1) if bias is not None else y).t()
+
+
+class CsrLinear(torch.autograd.Function):
+    """Sparse forward and backward of a masked linear layer (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, pattern: SparsePattern, dense_grad: bool):
+        ctx.pattern, ctx.dense_grad, ctx.has_bias = pattern, dense_grad, bias is not None
+        ctx.save_for_backward(x, weight)
+        return csr_linear_forward(x, weight, bias, pattern)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        pattern = ctx.pattern
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.sparse.mm(pattern.weight_t(weight), grad_out.t()).t()
+        if ctx.needs_input_grad[1]:
+            if ctx.dense_grad:
+                grad_w = grad_out.t() @ x
+            else:
+                sampled = torch.sparse.sampled_addmm(pattern.ones, grad_out.t(), x, beta=0.0)
+                grad_w = torch.zeros_like(weight)
+                grad_w.view(-1).index_copy_(0, pattern.flat, sampled.values())
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_out.sum(0)
+        return grad_x, grad_w, grad_b, None, None
