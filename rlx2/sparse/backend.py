@@ -98,8 +98,9 @@ def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 def csr_linear_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                        pattern: SparsePattern) -> torch.Tensor:
     """``x W^T + b`` with only the pattern's weights, for ``x`` of shape ``[B, in]`` (feature-major result)."""
-    y = torch.sparse.mm(pattern.weight(weight), x.t())
-    return (y + bias.unsqueeze(1) if bias is not None else y).t()
+    if bias is None:
+        return torch.sparse.mm(pattern.weight(weight), x.t()).t()
+    return torch.addmm(bias.unsqueeze(1), pattern.weight(weight), x.t()).t()  # bias fused: one pass fewer
 
 
 class CsrLinear(torch.autograd.Function):

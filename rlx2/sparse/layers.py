@@ -81,20 +81,26 @@ class MaskedLinear(nn.Linear):
             cached = self._pattern = (self.mask, self.mask._version, SparsePattern.of(self.mask))
         return cached[2]
 
+    def csr_pattern(self) -> SparsePattern | None:
+        """The pattern ``forward`` computes with, or None when it takes the masked-dense path."""
+        if self.backend == "masked-dense" or self.mask is None:
+            return None
+        pattern = self.sparse_pattern()
+        return pattern if self.backend == "csr" or pattern.density <= CSR_MAX_DENSITY else None
+
     def uses_csr(self) -> bool:
         """Whether ``forward`` takes the CSR path for the current mask and backend."""
-        if self.backend == "masked-dense" or self.mask is None:
-            return False
-        return self.backend == "csr" or self.sparse_pattern().density <= CSR_MAX_DENSITY
+        return self.csr_pattern() is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead, x2 = x.shape[:-1], x.reshape(-1, self.in_features)
-        if not self.uses_csr():  # masked-dense: inactive weights are exactly zero
+        pattern = self.csr_pattern()
+        if pattern is None:  # masked-dense: inactive weights are exactly zero
             y = dense_linear(x2, self.weight, self.bias)
         elif torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            y = CsrLinear.apply(x2, self.weight, self.bias, self.sparse_pattern(), self.needs_dense_grad)
+            y = CsrLinear.apply(x2, self.weight, self.bias, pattern, self.needs_dense_grad)
         else:
-            y = csr_linear_forward(x2, self.weight, self.bias, self.sparse_pattern())
+            y = csr_linear_forward(x2, self.weight, self.bias, pattern)
         return y.reshape(*lead, self.out_features)
 
 
