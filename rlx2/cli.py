@@ -31,22 +31,30 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)
-        help_text = f.metadata["help"]
+        help_text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
         if kind.startswith("tuple"):
-            parser.add_argument(flag, type=_integer, nargs="+", default=f.default, help=f"{help_text} (default: 256 256)")
+            parser.add_argument(flag, type=_integer, nargs="+", default=f.default, help=help_text)
         elif kind.startswith("bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
         else:
             convert = {"int": _integer, "float": float, "str": str}[kind.split(" ")[0]]
-            shown = "method/algo default" if f.default is None else f.default
-            parser.add_argument(flag, type=convert, default=f.default, help=f"{help_text} (default: {shown})")
+            if f.default is None and "default" not in help_text:
+                help_text += " (default: the method's or algorithm's)"
+            parser.add_argument(flag, type=convert, default=f.default, help=help_text)
+
+
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Append "(default: X)" to every flag's help except where the default is None (said in the help)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlx2", description="Sparse deep RL from scratch: RLx2 and its baselines.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="one training run", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run = sub.add_parser("run", help="one training run", formatter_class=_ShowDefaults)
     run.add_argument("--out", default="results/adhoc", help="results root; the run goes to <out>/<algo>/<env>/<method>/seed-<k>")
     run.add_argument("--methods-module", action="append", default=[], metavar="MODULE",
                      help="extra module (dotted name or .py path) defining methods; repeatable")
@@ -55,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(run)
 
     flops = sub.add_parser("flops", help="model size and FLOPs of a method, from shapes and masks alone",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_ShowDefaults)
     flops.add_argument("--obs-dim", type=_integer, required=True, help="observation size")
     flops.add_argument("--act-dim", type=_integer, required=True, help="action size")
     flops.add_argument("--json", action="store_true", help="print JSON instead of a table")

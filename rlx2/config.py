@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlx2.sparse.backend import BACKENDS
+from rlx2.sparse.backend import BACKENDS, CSR_MAX_DENSITY
 
 ALGOS = ("td3", "sac")
 #: Replay capacity bounds (min, max) per algorithm, spec section 6.
@@ -71,7 +71,7 @@ class RunConfig:
     log_every: int = _f(1_000, "environment steps between rows of training diagnostics")
     checkpoint_every: int = _f(50_000, "environment steps between checkpoints (each taken at the next episode end)")
     torch_threads: int = _f(1, "torch intra-op threads for this run")
-    sparse_backend: str = _f("auto", "how masked layers compute: auto (CSR kernels for layers of density <= 0.3), "
+    sparse_backend: str = _f("auto", f"how masked layers compute: auto (CSR kernels for layers of density <= {CSR_MAX_DENSITY}), "
                                      "masked-dense (the reference) or csr; results agree within float tolerance")
     tensorboard: bool = _f(False, "also write diagnostics and evaluations as TensorBoard events in <run>/tensorboard")
 

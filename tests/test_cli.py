@@ -43,3 +43,11 @@ def test_integers_accept_scientific_notation():
 
     args = build_parser().parse_args(["run", "--steps", "3e6", "--warmup-steps", "25_000"])
     assert (args.steps, args.warmup_steps) == (3_000_000, 25_000)
+
+
+@pytest.mark.parametrize("command", [["run"], ["flops"], ["suite", "run"], ["report"]])
+def test_every_help_page_renders(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--" in capsys.readouterr().out
