@@ -5,10 +5,13 @@ import pytest
 import torch
 
 from rlx2.agents import make_agent
+from rlx2.agents.networks import TwinQ, frozen
 from rlx2.config import ConfigError, RunConfig
 from rlx2.methods import get_method
 from rlx2.replay import ReplayBuffer
 from rlx2.sparse.backend import CSR_MAX_DENSITY, SparsePattern
+from rlx2.sparse.controller import MaskController
+from rlx2.sparse.topology import TopologySchedule, gradient_grow_scores
 from rlx2.sparse.layers import MaskedLinear, random_mask, set_backend
 
 
@@ -131,3 +134,30 @@ def test_backends_train_alike_through_a_drop_and_grow_step(algo):
             else:
                 torch.testing.assert_close(state[network][name], tensor, rtol=1e-3, atol=1e-4,
                                            msg=lambda m, n=f"{network}.{name}": f"{n}: {m}")
+
+
+def test_controller_announces_dense_gradients_before_each_topology_update_also_after_a_restore():
+    net = TwinQ(3, 1, (16,))
+    for _, layer in [(n, m) for n, m in net.named_modules() if isinstance(m, MaskedLinear)]:
+        layer.set_mask(torch.rand(layer.weight.shape) < 0.5)
+    ctrl = MaskController(net, torch.optim.Adam(net.parameters()), TopologySchedule(delta=5, t_end=100, zeta0=0.5),
+                          gradient_grow_scores, torch.Generator().manual_seed(0))
+    announced = []
+    for _ in range(11):
+        announced.append(ctrl.layers[0][1].needs_dense_grad)
+        for p in net.parameters():
+            p.grad = torch.zeros_like(p)
+        ctrl.step()
+    assert [i + 1 for i, dense in enumerate(announced) if dense] == [5, 10]  # steps 5 and 10 drop/grow
+    ctrl.optimizer_steps = 14  # what a checkpoint restore does
+    assert all(layer.needs_dense_grad for _, layer in ctrl.layers)
+
+
+def test_frozen_module_passes_gradients_through_without_its_own():
+    net = TwinQ(3, 1, (8,))
+    obs, act = torch.randn(4, 3), torch.randn(4, 1, requires_grad=True)
+    with frozen(net):
+        net.first(obs, act).sum().backward()
+    assert act.grad is not None and act.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.parameters())
+    assert all(p.requires_grad for p in net.parameters())

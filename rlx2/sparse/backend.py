@@ -1,7 +1,7 @@
 """How a masked layer computes: the masked-dense reference and the CSR sparse backend.
 
-``masked-dense`` (the reference) runs a plain dense ``F.linear``; inactive weights are
-exactly zero, so outputs and the dense weight gradient are exact. ``csr`` keeps the same
+``masked-dense`` (the reference) runs a plain dense matmul (``dense_linear``); inactive
+weights are exactly zero, so outputs and the dense weight gradient are exact. ``csr`` keeps the same
 dense ``weight`` parameter (so optimisers, checkpoints, targets and drop/grow are
 untouched) but computes with only its active entries:
 

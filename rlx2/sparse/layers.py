@@ -3,7 +3,7 @@
 ``MaskedLinear`` keeps its mask as an explicit boolean buffer (``None`` for a dense
 layer), so masks travel with ``state_dict`` and checkpoints under a predictable name
 (``<layer>.mask``). Masked weights are kept at exactly zero by ``MaskController``, which
-lets the reference backend run a plain dense ``F.linear``: its output and its dense
+lets the reference backend run a plain dense matmul: its output and its dense
 weight gradient (which RigL's grow step needs) are exact. ``forward`` picks the compute
 backend (``rlx2.sparse.backend``: masked-dense or CSR, by density under ``auto``);
 methods and agents only ever read ``weight``, ``bias`` and ``mask``, so no backend choice
