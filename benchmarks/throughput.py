@@ -31,16 +31,16 @@ import tempfile
 import time
 from pathlib import Path
 
-#: ``name: (method, actor sparsity, critic sparsity)``; ``sb3`` is stable-baselines3.
+#: ``name: (method, actor sparsity, critic sparsity, sparse backend)``; ``sb3`` is stable-baselines3.
 CONFIGS = {
-    "sb3": ("sb3", 0.0, 0.0),
-    "dense": ("dense", 0.0, 0.0),
-    "static 90/85": ("static", 0.9, 0.85),
-    "set 90/85": ("set", 0.9, 0.85),
-    "rigl 90/85": ("rigl", 0.9, 0.85),
-    "rlx2 90/85": ("rlx2", 0.9, 0.85),
-    "rlx2 98/95": ("rlx2", 0.98, 0.95),
-    "rlx2 90/85 masked-dense": ("rlx2", 0.9, 0.85),
+    "sb3": ("sb3", 0.0, 0.0, None),
+    "dense": ("dense", 0.0, 0.0, "auto"),
+    "static 90/85": ("static", 0.9, 0.85, "auto"),
+    "set 90/85": ("set", 0.9, 0.85, "auto"),
+    "rigl 90/85": ("rigl", 0.9, 0.85, "auto"),
+    "rlx2 90/85": ("rlx2", 0.9, 0.85, "auto"),
+    "rlx2 98/95": ("rlx2", 0.98, 0.95, "auto"),
+    "rlx2 90/85 masked-dense": ("rlx2", 0.9, 0.85, "masked-dense"),
 }
 DEFAULT_CONFIGS = [name for name in CONFIGS if name != "set 90/85"]  # SET costs what RigL does
 
@@ -54,14 +54,13 @@ def child_rlx2(algo: str, env: str, config: str, warmup: int, learn: int, seed: 
     from rlx2.config import RunConfig
     from rlx2.train import train
 
-    method, actor_sparsity, critic_sparsity = CONFIGS[config]
+    method, actor_sparsity, critic_sparsity, backend = CONFIGS[config]
     steps = warmup + learn
     # The topology interval is scaled so a drop/grow step happens inside the measured window,
     # at the paper's rate relative to the budget it would be far rarer.
     cfg = RunConfig(algo=algo, env=env, method=method, seed=seed, steps=steps, warmup_steps=warmup,
-                    actor_sparsity=actor_sparsity or 0.9, critic_sparsity=critic_sparsity or 0.85,
-                    delta=max(1, learn // 2), nstep_delay=0, eval_every=steps, eval_episodes=1, final_window=1,
-                    sparse_backend="masked-dense" if config.endswith("masked-dense") else "auto")
+                    actor_sparsity=actor_sparsity, critic_sparsity=critic_sparsity, delta=max(1, learn // 2),
+                    nstep_delay=0, eval_every=steps, eval_episodes=1, final_window=1, sparse_backend=backend)
     with tempfile.TemporaryDirectory() as out:
         result = train(cfg, out, progress=False)
     return {"steps_per_second": result["steps_per_second"], "peak_rss_mb": peak_rss_mb()}
