@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from rlx2.agents import make_agent
-from rlx2.config import RunConfig, run_id
+from rlx2.config import RunConfig, final_window, run_id
 from rlx2.envs import ActionScaler, make_env
 from rlx2.methods import Method, get_method, register
 from rlx2.records import RunDirectory
@@ -195,7 +195,7 @@ class Distillation(Method):
             env.close()
             eval_env.close()
 
-        last = evaluations[-cfg.final_window:]
+        last = evaluations[-final_window(len(evaluations)):]  # the student's own evaluations
         run_dir.save_model({"student_actor": student.state_dict()})
         result = {
             "run_id": run_id(cfg), "status": "finished", "final_score": float(np.mean(last)),

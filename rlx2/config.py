@@ -2,21 +2,67 @@
 
 One dataclass is the single source of truth: the ``rlx2 run`` flags are generated from its
 fields (``warmup_steps`` -> ``--warmup-steps``) and their ``help`` metadata, and the resolved
-copy is saved with every run. Fields left at ``None`` are chosen by the method (``n_step``,
-``dynamic_buffer``) or the algorithm (buffer bounds) in ``resolve``.
+copy is saved with every run. Fields left at ``None`` are filled in when a run is resolved:
+by the budget (``resolve_budget``, below), the method (``n_step``, ``dynamic_buffer``) or
+the algorithm (buffer capacity).
+
+**Budget scaling**, the one rule for ``rlx2 run`` and suites alike: a run of ``steps``
+steps is a fraction ``r = steps / 3 000 000`` of the paper's budget. Every step-count
+setting the paper gives for 3M steps (``BUDGET_SCALED``: warm-up 25 000, evaluation every
+5 000, ``delta`` 10 000, n-step delay 300 000, buffer check every 10 000, checkpoint every
+50 000, log every 1 000, and the dynamic buffer's minimum, the algorithm's lower bound)
+that a run leaves unset becomes ``max(floor, round(value * r))``; ``t_end`` follows as
+steps minus warm-up; the buffer capacity stays at the algorithm's (a short run keeps all
+its data). The floors keep tiny budgets meaningful (warm-up and buffer minimum 1 000
+steps, evaluation at most every 500 steps). The final score averages the last 5 % of a
+run's evaluations, at least 3 (30 of 600 in the paper): ``final_window``, unless given.
+Settings given explicitly (a flag, a suite file) are never scaled; ``config.json``
+records which ones were (``scaled_to_budget``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from rlx2.sparse.backend import BACKENDS, CSR_MAX_DENSITY
 
 ALGOS = ("td3", "sac")
 #: Replay capacity bounds (min, max) per algorithm, spec section 6.
 BUFFER_BOUNDS = {"td3": (100_000, 1_000_000), "sac": (200_000, 3_000_000)}
+#: The paper's budget, environment steps per run (spec section 7).
+PAPER_STEPS = 3_000_000
+#: Step-count settings given for the paper's budget: ``setting: (value at 3M steps, floor)``.
+BUDGET_SCALED = {
+    "warmup_steps": (25_000, 1_000),
+    "eval_every": (5_000, 500),
+    "delta": (10_000, 100),
+    "nstep_delay": (300_000, 0),
+    "buffer_check_every": (10_000, 500),
+    "checkpoint_every": (50_000, 1_000),
+    "log_every": (1_000, 100),
+}
+#: The dynamic buffer's minimum never scales below this many transitions.
+BUFFER_MIN_FLOOR = 1_000
+#: The final score averages this fraction of a run's evaluations (30 of the paper's 600), at least FINAL_MIN.
+FINAL_FRACTION, FINAL_MIN = 0.05, 3
+
+
+def scaled_value(name: str, steps: int) -> int:
+    """The budget-scaled value of step-count setting ``name`` for a run of ``steps`` steps."""
+    paper, floor = BUDGET_SCALED[name]
+    return max(floor, round(paper * steps / PAPER_STEPS))
+
+
+def evaluation_count(steps: int, eval_every: int) -> int:
+    """How many evaluations a run makes: every ``eval_every`` steps and at its last step."""
+    return steps // eval_every + (1 if steps % eval_every else 0)
+
+
+def final_window(evaluations: int) -> int:
+    """Evaluations the final score averages: the last 5 % of ``evaluations``, at least 3 (all, if fewer)."""
+    return min(evaluations, max(FINAL_MIN, round(FINAL_FRACTION * evaluations)))
 
 
 class ConfigError(ValueError):
@@ -44,7 +90,7 @@ class RunConfig:
     critic_sparsity: float = _f(0.85, "fraction of the critic's weights (both Q nets) that are zero, in [0, 1)")
     sparsity_distribution: str = _f("er", "how a network's sparsity is split over layers: er or uniform")
     hidden_sizes: tuple[int, ...] = _f((256, 256), "hidden widths of every network")
-    warmup_steps: int = _f(25_000, "random-action steps before learning starts")
+    warmup_steps: int | None = _f(None, "random-action steps before learning starts (default: 25 000 x steps/3M, at least 1 000)")
     batch_size: int = _f(256, "minibatch size")
     gamma: float = _f(0.99, "discount factor")
     tau: float = _f(0.005, "Polyak rate of target networks")
@@ -53,23 +99,24 @@ class RunConfig:
     target_noise: float = _f(0.2, "TD3: std of target policy smoothing noise")
     target_noise_clip: float = _f(0.5, "TD3: clip of target policy smoothing noise")
     policy_delay: int = _f(2, "TD3: critic updates per actor and target update")
-    delta: int = _f(10_000, "optimiser steps of a network between topology updates")
+    delta: int | None = _f(None, "optimiser steps of a network between topology updates (default: 10 000 x steps/3M, at least 100)")
     zeta: float = _f(0.5, "initial fraction of active weights replaced per topology update")
     t_end: int | None = _f(None, "last training iteration with topology updates (default: steps - warmup)")
     n_step: int | None = _f(None, "n of the multi-step TD target (default: the method's)")
-    nstep_delay: int = _f(300_000, "training iterations with 1-step targets before n-step ones")
+    nstep_delay: int | None = _f(None, "training iterations with 1-step targets before n-step ones (default: 300 000 x steps/3M)")
     dynamic_buffer: bool | None = _f(None, "shrink the replay buffer when it is too off-policy (default: the method's)")
     buffer_max: int | None = _f(None, "replay capacity (upper bound); default td3 1e6, sac 3e6")
-    buffer_min: int | None = _f(None, "the dynamic buffer never shrinks below this; default td3 1e5, sac 2e5")
+    buffer_min: int | None = _f(None, "the dynamic buffer shrinks only while larger than this (default: td3 1e5, sac 2e5, x steps/3M, at least 1 000)")
     buffer_threshold: float = _f(0.2, "policy distance above which the dynamic buffer shrinks")
-    buffer_check_every: int = _f(10_000, "environment steps between dynamic-buffer checks")
+    buffer_check_every: int | None = _f(None, "environment steps between dynamic-buffer checks (default: 10 000 x steps/3M, at least 500)")
     buffer_rule: str = _f("reference", "reference: drop oldest 10%; paper: pop until the distance is below threshold")
     policy_distance: str = _f("reference", "reference: mean squared action gap / 2; paper: mean L2 norm (Eq. 6)")
-    eval_every: int = _f(5_000, "environment steps between evaluations")
+    eval_every: int | None = _f(None, "environment steps between evaluations (default: 5 000 x steps/3M, at least 500)")
     eval_episodes: int = _f(10, "episodes per evaluation (deterministic policy, env seeded seed+100)")
-    final_window: int = _f(30, "final score = mean of the last K evaluations")
-    log_every: int = _f(1_000, "environment steps between rows of training diagnostics")
-    checkpoint_every: int = _f(50_000, "environment steps between checkpoints (each taken at the next episode end)")
+    final_window: int | None = _f(None, "final score = mean of the last K evaluations (default: the last 5 %, at least 3)")
+    log_every: int | None = _f(None, "environment steps between rows of training diagnostics (default: 1 000 x steps/3M, at least 100)")
+    checkpoint_every: int | None = _f(None, "environment steps between checkpoints, each taken at the next episode end "
+                                            "(default: 50 000 x steps/3M, at least 1 000)")
     torch_threads: int = _f(1, "torch intra-op threads for this run")
     sparse_backend: str = _f("auto", f"how masked layers compute: auto (CSR kernels for layers of density <= {CSR_MAX_DENSITY}), "
                                      "masked-dense (the reference) or csr; results agree within float tolerance")
@@ -104,13 +151,44 @@ class RunConfig:
         target = wanted.to_dict()
         return sorted(k for k in target if restored.get(k) != target[k])
 
+    #: Settings ``resolve_budget`` fills in when a run leaves them unset.
+    BUDGET_FIELDS: ClassVar[tuple[str, ...]] = (*BUDGET_SCALED, "buffer_min", "buffer_max", "t_end", "final_window")
+
+    def unset_budget_fields(self) -> list[str]:
+        """The budget-dependent settings this config leaves to the budget-scaling rule."""
+        return [name for name in self.BUDGET_FIELDS if getattr(self, name) is None]
+
+    def resolve_budget(self) -> RunConfig:
+        """Fill every unset budget-dependent setting by the budget-scaling rule (module docstring)."""
+        values = {name: scaled_value(name, self.steps) for name in BUDGET_SCALED if getattr(self, name) is None}
+        cfg = self.replace(**values)
+        low, high = BUFFER_BOUNDS.get(cfg.algo, (BUFFER_MIN_FLOOR, BUFFER_MIN_FLOOR))
+        buffer_max = high if cfg.buffer_max is None else cfg.buffer_max
+        buffer_min = cfg.buffer_min
+        if buffer_min is None:
+            buffer_min = min(buffer_max, max(BUFFER_MIN_FLOOR, round(low * cfg.steps / PAPER_STEPS)))
+        t_end = max(1, cfg.steps - cfg.warmup_steps) if cfg.t_end is None else cfg.t_end
+        window = cfg.final_window
+        if window is None:
+            window = final_window(evaluation_count(cfg.steps, cfg.eval_every)) if cfg.eval_every > 0 else FINAL_MIN
+        return cfg.replace(buffer_max=buffer_max, buffer_min=buffer_min, t_end=t_end, final_window=window)
+
     @property
     def training_iterations(self) -> int:
         """Gradient steps of the run: one per environment step after warm-up."""
-        return max(0, self.steps - self.warmup_steps)
+        warmup = scaled_value("warmup_steps", self.steps) if self.warmup_steps is None else self.warmup_steps
+        return max(0, self.steps - warmup)
 
     def validate(self) -> None:
-        """Check every value that does not need the method registry or an environment."""
+        """Check every value that does not need the method registry or an environment.
+
+        Budget-dependent settings are checked as the run will use them (scaled where unset).
+        """
+        if not isinstance(self.steps, int) or self.steps <= 0:
+            raise ConfigError("steps", self.steps, "must be a positive integer")
+        self.resolve_budget()._validate()
+
+    def _validate(self) -> None:
         if self.algo not in ALGOS:
             raise ConfigError("algo", self.algo, f"must be one of {', '.join(ALGOS)}")
         for name in ("actor_sparsity", "critic_sparsity"):
@@ -141,8 +219,13 @@ class RunConfig:
         for name in ("exploration_noise", "target_noise", "target_noise_clip", "buffer_threshold", "nstep_delay"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, getattr(self, name), "must be >= 0")
-        if self.t_end is not None and self.t_end <= 0:
+        if self.t_end <= 0:
             raise ConfigError("t_end", self.t_end, "must be positive")
+        evaluations = evaluation_count(self.steps, self.eval_every)
+        if self.final_window > evaluations:
+            raise ConfigError("final_window", self.final_window,
+                              f"must be <= the run's {evaluations} evaluations (steps={self.steps}, "
+                              f"eval-every={self.eval_every})")
         if self.n_step is not None and self.n_step < 1:
             raise ConfigError("n_step", self.n_step, "must be >= 1")
         if self.sparse_backend not in BACKENDS:
@@ -153,9 +236,9 @@ class RunConfig:
             raise ConfigError("policy_distance", self.policy_distance, "must be reference or paper")
         for name in ("buffer_max", "buffer_min"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
+            if value <= 0:
                 raise ConfigError(name, value, "must be a positive integer")
-        if self.buffer_max is not None and self.buffer_min is not None and self.buffer_min > self.buffer_max:
+        if self.buffer_min > self.buffer_max:
             raise ConfigError("buffer_min", self.buffer_min, f"must be <= buffer-max={self.buffer_max}")
         if self.tensorboard:
             try:
@@ -163,7 +246,7 @@ class RunConfig:
             except ImportError:
                 raise ConfigError("tensorboard", True,
                                   "needs the tensorboard package (pip install 'rlx2[tensorboard]')") from None
-        if self.buffer_max is not None and self.buffer_max < self.batch_size:
+        if self.buffer_max < self.batch_size:
             raise ConfigError("buffer_max", self.buffer_max, f"must be >= batch-size={self.batch_size}")
 
 

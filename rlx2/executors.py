@@ -122,7 +122,8 @@ class LocalExecutor:
     def run(self, runs: list[RunConfig], results: Path, modules: tuple[str, ...] = ()) -> Outcome:
         outcome = Outcome(total=len(runs))
         queue: list[tuple[RunConfig, int]] = []
-        for cfg in runs:
+        # Seed by seed: a suite stopped half-way has whole seeds of every method, not all seeds of a few.
+        for cfg in sorted(runs, key=lambda c: c.seed):
             if RunDirectory(results / run_id(cfg)).finished:
                 outcome.skipped += 1
             else:

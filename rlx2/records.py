@@ -124,6 +124,8 @@ class RunDirectory:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: Extra entries ``start`` adds to ``config.json`` (e.g. which settings were scaled to the budget).
+        self.metadata: dict[str, Any] = {}
 
     def result(self) -> dict[str, Any] | None:
         """The result record, or None when the run is unfinished (or the record is unreadable)."""
@@ -178,7 +180,8 @@ class RunDirectory:
         for child in self.path.iterdir():
             if child.is_file() and child.name not in (LOCK_FILE, "worker.log"):
                 child.unlink()
-        atomic_write_text(self.path / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(self.path / "config.json",
+                          json.dumps({**config, **self.metadata}, indent=2, sort_keys=True) + "\n")
         self.evaluations = CsvLog(self.path / "evaluations.csv", self.EVAL_COLUMNS)
         self.topology = CsvLog(self.path / "topology.csv", self.TOPOLOGY_COLUMNS)
         self.diagnostics = CsvLog(self.path / "diagnostics.csv", self.DIAGNOSTIC_COLUMNS)

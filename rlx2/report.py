@@ -250,7 +250,7 @@ def build_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
 def write_index(out: Path, suite_name: str, profile: str, description: str, runs: list[RunConfig], results: Path,
                 collected: Collected, sections, figure_list: list[str], settings: ReportSettings) -> None:
     facts = run_facts(runs, results)
-    cfg = runs[0]
+    cfg = runs[0].resolve_budget()
     seeds = sorted({c.seed for c in runs})
     lines = [f"# Report: suite `{suite_name}`, profile `{profile}`", ""]
     if description:

@@ -9,16 +9,9 @@ A suite file has four tables (see ``suites/mujoco.toml``):
 * ``[profiles.<name>]``: ``steps`` (budget per run), ``seeds`` (count), optional
   ``algos``/``tasks``/``methods`` subsets and a ``settings`` table of their own.
 
-**Budget scaling**, the one rule: a profile's budget ``steps`` is a fraction ``r = steps /
-3 000 000`` of the paper's. Every step-count setting the paper gives for 3M steps
-(``warmup_steps`` 25 000, ``eval_every`` 5 000, ``delta`` 10 000, ``nstep_delay`` 300 000,
-``buffer_check_every`` 10 000, ``checkpoint_every`` 50 000, ``log_every`` 1 000 and the
-dynamic buffer's minimum ``buffer_min``) becomes ``max(floor, round(value * r))``;
-``t_end`` follows as steps minus warm-up; the buffer capacity stays at the algorithm's
-(a short run keeps all its data). The floors keep tiny budgets meaningful (warm-up and
-buffer minimum 1 000 steps, evaluation at most every 500 steps). ``final_window`` (the
-last 30 of 600 evaluations, i.e. the last 5 % of the run) becomes the evaluations in the
-last 5 % of the budget, at least 3. Settings written in the file win over scaled ones.
+**Budget scaling**: a profile's ``steps`` is every run's budget; the step-count settings a
+file leaves unset are scaled to it when a run is resolved, by the one rule every run
+follows (``rlx2.config``, ``RunConfig.resolve_budget``). Settings written in the file win.
 """
 
 from __future__ import annotations
@@ -29,22 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlx2.config import ALGOS, BUFFER_BOUNDS, ConfigError, RunConfig, run_id
+from rlx2.config import ALGOS, ConfigError, RunConfig, run_id
 
-PAPER_STEPS = 3_000_000
 #: Where suite names are looked up: ./suites first, then the suites/ beside the package source.
 SUITES_DIRS = (Path("suites"), Path(__file__).resolve().parent.parent / "suites")
-#: setting: (paper value at 3M steps, floor)
-SCALED = {
-    "warmup_steps": (25_000, 1_000),
-    "eval_every": (5_000, 500),
-    "delta": (10_000, 100),
-    "nstep_delay": (300_000, 0),
-    "buffer_check_every": (10_000, 500),
-    "checkpoint_every": (50_000, 1_000),
-    "log_every": (1_000, 100),
-    "final_window": (30 * 5_000, 0),  # the last 5 % of the run in steps, then counted in evaluations (>= 3)
-}
 SUITE_KEYS = {"algos", "tasks", "methods", "modules", "default_profile", "description"}
 PROFILE_KEYS = {"steps", "seeds", "algos", "tasks", "methods", "settings", "description"}
 TOP_KEYS = {"suite", "sparsity", "settings", "profiles"}
@@ -83,14 +64,6 @@ def available_suites() -> list[Path]:
         if directory.is_dir() and any(directory.glob("*.toml")):
             return sorted(directory.glob("*.toml"))
     return []
-
-
-def scaled_settings(steps: int) -> dict[str, int]:
-    """The budget-dependent settings of a run of ``steps`` steps (module docstring)."""
-    r = steps / PAPER_STEPS
-    values = {name: max(floor, round(paper * r)) for name, (paper, floor) in SCALED.items()}
-    values["final_window"] = max(3, round(values["final_window"] / values["eval_every"]))
-    return values
 
 
 def _list(path: Path, key: str, value: Any) -> list[str]:
@@ -211,17 +184,15 @@ def load_suite(name_or_path: str, profile: str | None = None) -> Suite:
             for role, value in zip(("actor", "critic"), pair):
                 if not 0.0 <= value < 1.0:
                     raise SuiteError(path, f"sparsity.{algo}.{task}", pair, f"{role} sparsity {value} outside [0, 1)")
-    settings = {**scaled_settings(steps), **_settings(path, "settings", data.get("settings", {})),
+    settings = {**_settings(path, "settings", data.get("settings", {})),
                 **_settings(path, f"{where}.settings", prof.get("settings", {}))}
     runs = []
     for algo in algos:
-        # the dynamic buffer's floor scales; the capacity stays (a short run keeps all its data)
-        buffer = {"buffer_min": max(1_000, round(BUFFER_BOUNDS[algo][0] * steps / PAPER_STEPS))}
         for task in tasks:
             actor_sp, critic_sp = sparsity[algo][task]
             for method in methods:
                 for seed in range(seeds):
-                    values = {**buffer, **settings, "algo": algo, "env": task, "method": method, "seed": seed,
+                    values = {**settings, "algo": algo, "env": task, "method": method, "seed": seed,
                               "steps": steps, "actor_sparsity": float(actor_sp), "critic_sparsity": float(critic_sp)}
                     if "hidden_sizes" in values:
                         values["hidden_sizes"] = tuple(values["hidden_sizes"])

@@ -65,9 +65,11 @@ def prepare(cfg: RunConfig, out: Path | str) -> Prepared:
     """Validate every input (config, method, task) before anything is written."""
     cfg.validate()
     method = get_method(cfg.method)()
-    cfg = method.resolve(cfg)
+    resolved = method.resolve(cfg)
     make_env(cfg.env).close()
-    return Prepared(cfg, method, RunDirectory(Path(out) / run_id(cfg)))
+    run_dir = RunDirectory(Path(out) / run_id(resolved))
+    run_dir.metadata["scaled_to_budget"] = cfg.unset_budget_fields()  # recorded in config.json
+    return Prepared(resolved, method, run_dir)
 
 
 @torch.no_grad()

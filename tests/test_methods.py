@@ -43,7 +43,9 @@ def test_set_rigl_and_rlx2_differ_only_where_they_should():
 
 def test_resolve_fills_method_and_algorithm_defaults_but_keeps_user_overrides():
     cfg = get_method("rlx2")().resolve(RunConfig(algo="sac", steps=100_000, warmup_steps=10_000))
-    assert (cfg.n_step, cfg.dynamic_buffer, cfg.buffer_min, cfg.buffer_max, cfg.t_end) == (3, True, 200_000, 3_000_000, 90_000)
+    # the buffer minimum scales with the budget (2e5 x 100k/3M); the capacity stays the algorithm's
+    assert (cfg.n_step, cfg.dynamic_buffer, cfg.buffer_min, cfg.buffer_max, cfg.t_end) == (3, True, 6_667, 3_000_000, 90_000)
+    assert (cfg.warmup_steps, cfg.nstep_delay, cfg.delta) == (10_000, 10_000, 333)  # given / scaled
     cfg = get_method("rigl")().resolve(RunConfig(n_step=3, dynamic_buffer=True))  # an ablation
     assert (cfg.n_step, cfg.dynamic_buffer) == (3, True)
     dense = get_method("dense")().resolve(RunConfig(actor_sparsity=0.9))

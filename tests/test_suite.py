@@ -3,7 +3,8 @@
 import pytest
 
 from rlx2.cli import main
-from rlx2.suite import PAPER_STEPS, SuiteError, load_suite, scaled_settings
+from rlx2.config import PAPER_STEPS, RunConfig
+from rlx2.suite import SuiteError, load_suite
 
 GOOD = """
 [suite]
@@ -31,18 +32,43 @@ def test_a_good_suite_expands_to_one_run_per_cell(tmp_path):
     assert all(c.actor_sparsity == 0.9 and c.critic_sparsity == 0.85 and c.steps == 2000 for c in suite.runs)
 
 
+BUDGET = ("warmup_steps", "eval_every", "delta", "nstep_delay", "buffer_check_every", "checkpoint_every",
+          "log_every", "final_window", "buffer_min", "buffer_max", "t_end")
+
+
+def budget(cfg):
+    return {name: getattr(cfg, name) for name in BUDGET}
+
+
 def test_scaling_rule_gives_the_paper_values_at_the_paper_budget_and_floors_below():
-    paper = scaled_settings(PAPER_STEPS)
-    assert paper == {"warmup_steps": 25_000, "eval_every": 5_000, "delta": 10_000, "nstep_delay": 300_000,
-                     "buffer_check_every": 10_000, "checkpoint_every": 50_000, "log_every": 1_000, "final_window": 30}
-    small = scaled_settings(30_000)  # r = 1/100
-    assert small == {"warmup_steps": 1_000, "eval_every": 500, "delta": 100, "nstep_delay": 3_000,
-                     "buffer_check_every": 500, "checkpoint_every": 1_000, "log_every": 100, "final_window": 3}
+    paper = RunConfig(algo="td3", steps=PAPER_STEPS).resolve_budget()
+    assert budget(paper) == {"warmup_steps": 25_000, "eval_every": 5_000, "delta": 10_000, "nstep_delay": 300_000,
+                             "buffer_check_every": 10_000, "checkpoint_every": 50_000, "log_every": 1_000,
+                             "final_window": 30, "buffer_min": 100_000, "buffer_max": 1_000_000, "t_end": 2_975_000}
+    small = RunConfig(algo="sac", steps=30_000).resolve_budget()  # r = 1/100
+    assert budget(small) == {"warmup_steps": 1_000, "eval_every": 500, "delta": 100, "nstep_delay": 3_000,
+                             "buffer_check_every": 500, "checkpoint_every": 1_000, "log_every": 100,
+                             "final_window": 3, "buffer_min": 2_000, "buffer_max": 3_000_000, "t_end": 29_000}
+
+
+def test_final_window_is_the_last_five_percent_of_the_evaluations_actually_made():
+    # eval_every given: 300k / 5k = 60 evaluations -> the last 3, not 30 (the paper's count at 600).
+    assert RunConfig(steps=300_000, eval_every=5_000).resolve_budget().final_window == 3
+    assert RunConfig(steps=300_000, eval_every=1_000).resolve_budget().final_window == 15
+    assert RunConfig(steps=10_000, eval_every=1_000).resolve_budget().final_window == 3  # at least 3
+    assert RunConfig(steps=1_000, eval_every=500).resolve_budget().final_window == 2  # never more than there are
+
+
+def test_given_settings_are_never_scaled_and_the_rest_are_named():
+    cfg = RunConfig(steps=60_000, warmup_steps=5_000, final_window=4)
+    resolved = cfg.resolve_budget()
+    assert (resolved.warmup_steps, resolved.final_window, resolved.t_end) == (5_000, 4, 55_000)
+    assert "warmup_steps" not in cfg.unset_budget_fields() and "delta" in cfg.unset_budget_fields()
 
 
 def test_settings_in_the_file_win_over_scaled_ones(tmp_path):
     text = GOOD.replace("seeds = 2\n", "seeds = 2\nsettings = { delta = 77 }\n") + "[settings]\nwarmup_steps = 300\n"
-    cfg = load_suite(str(write(tmp_path, text))).runs[0]
+    cfg = load_suite(str(write(tmp_path, text))).runs[0].resolve_budget()
     assert (cfg.warmup_steps, cfg.delta, cfg.eval_every) == (300, 77, 500)
 
 

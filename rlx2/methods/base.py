@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from rlx2.config import BUFFER_BOUNDS, RunConfig
+from rlx2.config import RunConfig
 from rlx2.sparse.controller import MaskController
 from rlx2.sparse.flops import NetworkCosts, Phase, TrainingCost, run_flops
 from rlx2.sparse.layers import sparsify
@@ -44,17 +44,12 @@ class Method:
     uses_sparsity: ClassVar[bool] = False
 
     def resolve(self, cfg: RunConfig) -> RunConfig:
-        """Fill the settings left to the method or the algorithm."""
-        low, high = BUFFER_BOUNDS[cfg.algo]
+        """Fill the settings left to the budget (``RunConfig.resolve_budget``) and to the method."""
+        cfg = cfg.resolve_budget()
         changes = {
             "n_step": self.n_step if cfg.n_step is None else cfg.n_step,
             "dynamic_buffer": self.dynamic_buffer if cfg.dynamic_buffer is None else cfg.dynamic_buffer,
-            "buffer_max": high if cfg.buffer_max is None else cfg.buffer_max,
-            "buffer_min": low if cfg.buffer_min is None else cfg.buffer_min,
-            "t_end": cfg.training_iterations if cfg.t_end is None else cfg.t_end,
         }
-        if changes["buffer_min"] > changes["buffer_max"]:
-            changes["buffer_min"] = changes["buffer_max"]
         if not self.uses_sparsity:
             changes.update(actor_sparsity=0.0, critic_sparsity=0.0)
         return cfg.replace(**changes)

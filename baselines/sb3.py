@@ -1,0 +1,131 @@
+"""stable-baselines3's own TD3 / SAC: the external check that our dense agent is sound.
+
+Not a sparse method: the same dense agent as ``dense``, trained by another well-kept
+implementation with this run's hyperparameters (warm-up, batch, learning rate, discount,
+tau, policy delay, exploration and target noises, hidden widths, replay capacity), and
+evaluated with the suite's protocol (deterministic policy, ``eval_episodes`` episodes every
+``eval_every`` steps, evaluation env reset with ``seed + 100``), so that its scores sit
+beside ``dense`` in a report. Needs the optional extra ``rlx2[bench]``.
+
+Differences that remain are stable-baselines3's own: SAC's log-std is clamped to
+[-20, 2] and it acts with sampled actions; evaluation happens inside its step callback,
+i.e. before that step's gradient update (ours: after). Runs are not checkpointed: a
+killed one starts again from scratch.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from rlx2.config import ConfigError, run_id
+from rlx2.envs import ActionScaler, make_env
+from rlx2.methods import Method, register
+from rlx2.sparse.flops import NetworkCosts, Phase, TrainingCost, run_flops
+
+
+def _sb3():
+    try:
+        import stable_baselines3
+    except ImportError:
+        raise ConfigError("method", "sb3", "needs stable-baselines3 (pip install 'rlx2[bench]')") from None
+    return stable_baselines3
+
+
+class _Policy:
+    """What ``evaluate`` needs of an agent: the deterministic action in [-1, 1]."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
+        action, _ = self.model.predict(obs, deterministic=True)
+        return self.model.policy.scale_action(action)
+
+
+@register
+class StableBaselines3(Method):
+    name = "sb3"
+    description = "stable-baselines3's own dense TD3/SAC with the same hyperparameters (external reference for dense)"
+
+    def resolve(self, cfg):
+        _sb3()  # fail before anything is written when the extra is missing
+        return super().resolve(cfg)
+
+    def model(self, cfg, env):
+        """The stable-baselines3 agent for ``cfg`` on ``env``."""
+        sb3 = _sb3()
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        common = dict(learning_rate=cfg.lr, buffer_size=cfg.buffer_max, learning_starts=cfg.warmup_steps,
+                      batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma, train_freq=1, gradient_steps=1,
+                      policy_kwargs={"net_arch": list(cfg.hidden_sizes)}, seed=cfg.seed, device="cpu", verbose=0)
+        if cfg.algo == "td3":
+            act_dim = env.action_space.shape[0]
+            noise = NormalActionNoise(np.zeros(act_dim), cfg.exploration_noise * np.ones(act_dim))
+            return sb3.TD3("MlpPolicy", env, action_noise=noise, policy_delay=cfg.policy_delay,
+                           target_policy_noise=cfg.target_noise, target_noise_clip=cfg.target_noise_clip, **common)
+        return sb3.SAC("MlpPolicy", env, ent_coef="auto", **common)
+
+    def run(self, cfg, out, run_dir, *, progress=True):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        from rlx2.sparse.flops import flops_report
+        from rlx2.train import evaluate_and_record, run_metadata
+
+        env, eval_env = make_env(cfg.env), make_env(cfg.env)
+        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        scale = ActionScaler(env.action_space)
+        model = self.model(cfg, env)
+        costs = NetworkCosts.dense(cfg.algo, obs_dim, act_dim, cfg.hidden_sizes)
+        cost = TrainingCost(costs, run_flops(cfg, [Phase(cfg.training_iterations, costs)], {}),
+                            {"actor": 0, "critic": 0})
+        modules = {"actor": model.policy.actor, "critic": model.policy.critic}
+        meta = run_metadata(cfg, self, env, modules, {}, flops_report(cfg, obs_dim, act_dim, cost))
+        meta["versions"]["stable_baselines3"] = _sb3().__version__
+        run_dir.start(meta)
+        evaluations: list[float] = []
+        started = time.perf_counter()
+        learning_since: list[float] = []
+        bar = tqdm(total=cfg.steps, disable=not progress, unit="step", dynamic_ncols=True, desc=run_id(cfg))
+
+        class Record(BaseCallback):
+            def _on_step(self) -> bool:
+                step = self.num_timesteps
+                if step == cfg.warmup_steps + 1:
+                    learning_since.append(time.perf_counter())
+                if step % cfg.log_every == 0 and learning_since:
+                    seconds = time.perf_counter() - learning_since[0]
+                    iterations = max(0, step - cfg.warmup_steps - 1)
+                    run_dir.diagnostics.write({"step": step, "iterations": iterations,
+                                               "steps_per_second": iterations / seconds if seconds > 0 else None})
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    evaluations.append(evaluate_and_record(_Policy(self.model), eval_env, scale, cfg, run_dir, step))
+                    bar.set_postfix(eval_return=f"{evaluations[-1]:.1f}", refresh=False)
+                bar.update(1)
+                return True
+
+        try:
+            model.learn(total_timesteps=cfg.steps, callback=Record(), progress_bar=False)
+        except BaseException:
+            run_dir.abort()
+            raise
+        finally:
+            bar.close()
+            env.close()
+            eval_env.close()
+        wall = time.perf_counter() - started
+        learning = time.perf_counter() - learning_since[0] if learning_since else 0.0
+        last = evaluations[-cfg.final_window:]
+        result = {
+            "run_id": run_id(cfg), "status": "finished", "final_score": float(np.mean(last)),
+            "final_window": len(last), "evaluations": len(evaluations), "steps": cfg.steps,
+            "iterations": cfg.training_iterations, "wall_seconds": wall,
+            "steps_per_second": cfg.training_iterations / learning if learning > 0 else None,
+            "final_buffer_size": int(model.replay_buffer.size()), "final_densities": {},
+            "flops": meta["flops"],
+        }
+        run_dir.finish(result)
+        return result
