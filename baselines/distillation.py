@@ -43,7 +43,7 @@ from rlx2.records import RunDirectory
 from rlx2.sparse.controller import MaskController
 from rlx2.sparse.distribution import active_counts, layer_densities
 from rlx2.sparse.flops import NetworkCosts, Phase, TrainingCost, run_flops
-from rlx2.sparse.layers import masked_layers, sparsify
+from rlx2.sparse.layers import magnitude_mask, masked_layers, sparsify
 
 
 class TeacherMismatch(RuntimeError):
@@ -56,9 +56,7 @@ def prune_into_student(teacher_actor: torch.nn.Module, sparsity: float, distribu
     layers = [layer for _, layer in masked_layers(student)]
     shapes = [tuple(layer.weight.shape) for layer in layers]
     for layer, keep in zip(layers, active_counts(shapes, layer_densities(shapes, sparsity, distribution))):
-        mask = torch.zeros(layer.weight.numel(), dtype=torch.bool)
-        mask[torch.topk(layer.weight.detach().abs().reshape(-1), keep).indices] = True
-        layer.set_mask(mask.view_as(layer.weight))
+        layer.set_mask(magnitude_mask(layer.weight, keep))
     return student
 
 
@@ -74,7 +72,7 @@ class Distillation(Method):
     def make_controller(self, role, network, optimizer, cfg, update_every, generator):
         # What the deliverable looks like, for `rlx2 flops`: a sparse actor; the critic is the teacher's, dense.
         if role == "actor":
-            sparsify(network, cfg.actor_sparsity, generator, cfg.sparsity_distribution)
+            sparsify(network, cfg.actor_sparsity, generator, cfg.sparsity_distribution, cfg.mask_init)
         return MaskController(network, optimizer)
 
     def phase_steps(self, cfg) -> tuple[int, int]:
@@ -138,7 +136,7 @@ class Distillation(Method):
         run_dir.start(meta)
         for name, layer in controller.layers:
             run_dir.topology.write({"step": 0, "network": "actor", "layer": name, "optimizer_step": 0, "fraction": 0.0,
-                                    "replaced": 0, "active": int(layer.mask.sum()), "density": layer.density})
+                                    "replaced": 0, "regrown": 0, "active": int(layer.mask.sum()), "density": layer.density})
 
         teacher_states, student_steps = self.phase_steps(cfg)
         data_obs = np.zeros((teacher_states + student_steps, obs_dim), np.float32)

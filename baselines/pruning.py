@@ -17,7 +17,7 @@ from rlx2.methods import Method, register
 from rlx2.sparse.controller import MOMENT_KEYS, MaskController, TopologyEvent
 from rlx2.sparse.distribution import active_counts, layer_densities
 from rlx2.sparse.flops import NetworkCosts, Phase, TrainingCost, run_flops
-from rlx2.sparse.layers import masked_layers
+from rlx2.sparse.layers import masked_layers, top_k_mask
 
 START, END, EVERY = 0.2, 0.8, 1_000
 
@@ -59,10 +59,7 @@ class PruningController(MaskController):
             before = int(layer.mask.sum())
             if keep >= before:
                 continue
-            scores = torch.where(layer.mask, layer.weight.abs(), torch.tensor(-1.0)).reshape(-1)
-            mask = torch.zeros(layer.mask.numel(), dtype=torch.bool)
-            mask[torch.topk(scores, keep).indices] = True
-            layer.mask = mask.view_as(layer.weight)
+            layer.mask = top_k_mask(torch.where(layer.mask, layer.weight.abs(), torch.tensor(-1.0)), keep)
             layer.weight.mul_(layer.mask)
             state = self.optimizer.state.get(layer.weight, {})
             for key in MOMENT_KEYS:

@@ -1,4 +1,4 @@
-"""Static sparse (SS): a random layer-wise mask at initialisation, never changed."""
+"""Static sparse (SS): the initial ER masks (largest initial weights, by default), never changed."""
 
 from rlx2.methods import SparseMethod, register
 
@@ -6,4 +6,4 @@ from rlx2.methods import SparseMethod, register
 @register
 class Static(SparseMethod):
     name = "static"
-    description = "static sparse: random ER masks at initialisation, never changed"
+    description = "static sparse: ER masks at initialisation (mask_init), never changed"

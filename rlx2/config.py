@@ -43,6 +43,20 @@ BUDGET_SCALED = {
     "checkpoint_every": (50_000, 1_000),
     "log_every": (1_000, 100),
 }
+#: Settings with a fixed set of values; the first is the default (the reference implementation's behaviour).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "sparsity_distribution": ("er", "uniform"),
+    "mask_init": ("magnitude", "random"),
+    "regrow": ("keep", "reset"),
+    "grown_adam": ("keep", "zero"),
+    "critic_grow_gradient": ("reference", "critic-loss"),
+    "sac_explore": ("mean", "sample"),
+    "sac_log_std": ("tanh", "clamp"),
+    "alpha_loss": ("reference", "log-alpha"),
+    "buffer_rule": ("reference", "paper"),
+    "policy_distance": ("reference", "paper"),
+    "sparse_backend": BACKENDS,
+}
 #: The dynamic buffer's minimum never scales below this many transitions.
 BUFFER_MIN_FLOOR = 1_000
 #: The final score averages this fraction of a run's evaluations (30 of the paper's 600), at least FINAL_MIN.
@@ -89,6 +103,8 @@ class RunConfig:
     actor_sparsity: float = _f(0.9, "fraction of the actor's weights that are zero, in [0, 1)")
     critic_sparsity: float = _f(0.85, "fraction of the critic's weights (both Q nets) that are zero, in [0, 1)")
     sparsity_distribution: str = _f("er", "how a network's sparsity is split over layers: er or uniform")
+    mask_init: str = _f("magnitude", "initial masks: magnitude (reference: each layer keeps its largest initial "
+                                     "weights) or random (uniformly chosen)")
     hidden_sizes: tuple[int, ...] = _f((256, 256), "hidden widths of every network")
     warmup_steps: int | None = _f(None, "random-action steps before learning starts (default: 25 000 x steps/3M, at least 1 000)")
     batch_size: int = _f(256, "minibatch size")
@@ -99,8 +115,20 @@ class RunConfig:
     target_noise: float = _f(0.2, "TD3: std of target policy smoothing noise")
     target_noise_clip: float = _f(0.5, "TD3: clip of target policy smoothing noise")
     policy_delay: int = _f(2, "TD3: critic updates per actor and target update")
+    sac_explore: str = _f("mean", "SAC: act during training with the mean action (reference) or a sample of the policy")
+    sac_log_std: str = _f("tanh", "SAC: log-std = -5 + 3.5 (tanh(raw) + 1) (reference) or raw clamped to [-5, 2]")
+    alpha_loss: str = _f("reference", "SAC temperature loss: reference, mean(alpha (-log pi - target entropy)), or "
+                                      "log-alpha, mean(-log alpha (log pi + target entropy)), whose gradient is "
+                                      "1/alpha times the reference's")
     delta: int | None = _f(None, "optimiser steps of a network between topology updates (default: 10 000 x steps/3M, at least 100)")
     zeta: float = _f(0.5, "initial fraction of active weights replaced per topology update")
+    regrow: str = _f("keep", "a weight dropped and regrown in one topology update: keep (reference: its value and "
+                             "optimiser state) or reset (to zero, as a new connection)")
+    grown_adam: str = _f("keep", "Adam moments of newly grown connections: keep (reference: never reset) or zero")
+    critic_grow_gradient: str = _f("reference", "the critic's grow score: reference (critic-loss gradient plus the "
+                                                "actor loss's gradient through the critic from the iteration before, "
+                                                "which the reference accumulates; SAC always, TD3 when delta is odd) "
+                                                "or critic-loss")
     t_end: int | None = _f(None, "last training iteration with topology updates (default: steps - warmup)")
     n_step: int | None = _f(None, "n of the multi-step TD target (default: the method's)")
     nstep_delay: int | None = _f(None, "training iterations with 1-step targets before n-step ones (default: 300 000 x steps/3M)")
@@ -195,8 +223,9 @@ class RunConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(name, value, "must be in [0, 1)")
-        if self.sparsity_distribution not in ("er", "uniform"):
-            raise ConfigError("sparsity_distribution", self.sparsity_distribution, "must be er or uniform")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(name, getattr(self, name), f"must be one of {', '.join(allowed)}")
         positive = ("steps", "batch_size", "policy_delay", "delta", "eval_every", "eval_episodes",
                     "final_window", "log_every", "torch_threads", "buffer_check_every", "checkpoint_every")
         for name in positive:
@@ -228,12 +257,6 @@ class RunConfig:
                               f"eval-every={self.eval_every})")
         if self.n_step is not None and self.n_step < 1:
             raise ConfigError("n_step", self.n_step, "must be >= 1")
-        if self.sparse_backend not in BACKENDS:
-            raise ConfigError("sparse_backend", self.sparse_backend, f"must be one of {', '.join(BACKENDS)}")
-        if self.buffer_rule not in ("reference", "paper"):
-            raise ConfigError("buffer_rule", self.buffer_rule, "must be reference or paper")
-        if self.policy_distance not in ("reference", "paper"):
-            raise ConfigError("policy_distance", self.policy_distance, "must be reference or paper")
         for name in ("buffer_max", "buffer_min"):
             value = getattr(self, name)
             if value <= 0:

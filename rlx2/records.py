@@ -4,7 +4,8 @@
 
 * ``config.json``      resolved config, environment facts, package versions, git commit;
 * ``evaluations.csv``  step, mean_return, std_return, episodes (one row per evaluation);
-* ``topology.csv``     per-layer densities at initialisation and at each topology update;
+* ``topology.csv``     per-layer densities at initialisation and at each topology update (dropped =
+                       grown, and how many of them were regrown at once);
 * ``diagnostics.csv``  losses, buffer size, current n, policy distance, steps/s, ...;
 * ``model.pt``         final weights and masks of every network (``torch.load(weights_only=True)``);
 * ``checkpoint.pt``    the latest checkpoint of an unfinished run (removed when it finishes);
@@ -118,7 +119,8 @@ class RunDirectory:
     """Creates and fills one run directory (see module docstring for its layout)."""
 
     EVAL_COLUMNS = ["step", "mean_return", "std_return", "episodes"]
-    TOPOLOGY_COLUMNS = ["step", "network", "layer", "optimizer_step", "fraction", "replaced", "active", "density"]
+    TOPOLOGY_COLUMNS = ["step", "network", "layer", "optimizer_step", "fraction", "replaced", "regrown", "active",
+                        "density"]
     DIAGNOSTIC_COLUMNS = ["step", "iterations", "critic_loss", "actor_loss", "alpha", "buffer_size", "n_step",
                           "policy_distance", "episodes", "train_return", "steps_per_second"]
 

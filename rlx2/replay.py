@@ -7,8 +7,9 @@ noise), which the dynamic capacity rule compares with the current policy.
 
 An n-step sample starting at transition ``t`` walks ``t, t+1, ...`` and stops early at an
 episode end (a terminal: no bootstrap; a time-limit truncation: bootstrap from that
-transition's real next state) or at the newest stored transition; the bootstrap discount
-is ``gamma ** m`` for the ``m`` steps actually taken.
+transition's real next state); the bootstrap discount is ``gamma ** m`` for the ``m`` steps
+actually taken. As in the reference, samples start only where a whole window of ``n``
+stored transitions exists (the ``n - 1`` newest transitions start none).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, n: int, gamma: float) -> NStepBatch:
         """Uniformly sampled n-step transitions (``n = 1``: ordinary one-step transitions)."""
-        first = self.rng.integers(0, self.size, size=batch_size)
+        first = self.rng.integers(0, max(1, self.size - n + 1), size=batch_size)
         rewards = np.zeros((batch_size, n), np.float32)
         valid = np.zeros((batch_size, n), np.float32)
         next_obs = np.empty((batch_size, n, self.obs.shape[1]), np.float32)
@@ -138,10 +139,10 @@ class DynamicCapacity:
     """The dynamic-capacity rule: shrink the buffer while its oldest data is too off-policy.
 
     Every check measures the policy distance on the oldest ``window`` transitions. Above
-    ``threshold`` (and while the buffer holds more than ``min_size``) the *reference* rule
-    drops the oldest 10 % once; the *paper* rule drops ``window`` transitions at a time,
-    re-measuring, until the distance is at most the threshold. Neither goes below
-    ``min_size``.
+    ``threshold``, while the buffer holds more than ``min_size``, the *reference* rule drops
+    the oldest 10 % once (so, as in the reference, one cut may end below ``min_size``); the
+    *paper* rule drops ``window`` transitions at a time, re-measuring, until the distance is
+    at most the threshold, never going below ``min_size``.
     """
 
     threshold: float
@@ -154,9 +155,9 @@ class DynamicCapacity:
         measured = distance(*buffer.oldest(self.window))
         current = measured
         while current > self.threshold and buffer.size > self.min_size:
-            chunk = buffer.size // 10 if self.rule == "reference" else self.window
-            buffer.drop_oldest(max(1, min(chunk, buffer.size - self.min_size)))
             if self.rule == "reference":
+                buffer.drop_oldest(buffer.size // 10)
                 break
+            buffer.drop_oldest(max(1, min(self.window, buffer.size - self.min_size)))
             current = distance(*buffer.oldest(self.window))
         return measured

@@ -313,11 +313,12 @@ def _log_topology(run_dir: RunDirectory, agent: Agent, step: int, initial: bool 
         if initial:
             for name, layer in ctrl.layers:
                 run_dir.topology.write({"step": step, "network": network, "layer": name, "optimizer_step": 0,
-                                        "fraction": 0.0, "replaced": 0, "active": int(layer.mask.sum()),
+                                        "fraction": 0.0, "replaced": 0, "regrown": 0, "active": int(layer.mask.sum()),
                                         "density": layer.density})
             continue
         for event in ctrl.events:
             run_dir.topology.write({"step": step, "network": network, "layer": event.layer,
                                     "optimizer_step": event.optimizer_step, "fraction": event.fraction,
-                                    "replaced": event.replaced, "active": event.active, "density": event.density})
+                                    "replaced": event.replaced, "regrown": event.regrown, "active": event.active,
+                                    "density": event.density})
         ctrl.events.clear()

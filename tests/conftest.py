@@ -1,6 +1,11 @@
 import pytest
+import torch
 
 from rlx2.config import RunConfig
+
+# One intra-op thread, as every run uses: with a second busy process on a 2-core machine, torch's
+# default two threads spin-wait on each other and small updates become ~80x slower.
+torch.set_num_threads(1)
 
 
 def tiny_config(**changes) -> RunConfig:

@@ -14,6 +14,7 @@ class FixedIndices:
 
     def integers(self, low, high, size):
         assert size == len(self.indices) and self.indices.max() < high
+        self.high = high
         return self.indices
 
 
@@ -36,15 +37,14 @@ NSTEP3 = {
     3: (4 + 0.5 * 5, 0.25, 50.0),  # stops at the truncation, bootstraps with gamma^2
     4: (5.0, 0.5, 50.0),
     5: (6 + 0.5 * 7 + 0.25 * 8, 0.125, 80.0),  # neither: full three steps
-    6: (7 + 0.5 * 8, 0.25, 80.0),  # runs into the newest transition
-    7: (8.0, 0.5, 80.0),
 }
 
 
-def test_nstep_sampling_stops_at_terminals_truncations_and_the_newest_transition():
+def test_nstep_sampling_stops_at_terminals_and_truncations():
     buffer = three_episodes()
     buffer.rng = FixedIndices(list(NSTEP3))
-    batch = buffer.sample(8, 3, 0.5)
+    batch = buffer.sample(6, 3, 0.5)
+    assert buffer.rng.high == 8 - 3 + 1  # windows start only where n transitions are stored (the reference's rule)
     for row, (returns, discount, boot) in NSTEP3.items():
         assert batch.returns[row].item() == pytest.approx(returns)
         assert batch.discount[row].item() == pytest.approx(discount)
@@ -55,6 +55,23 @@ def test_nstep_sampling_stops_at_terminals_truncations_and_the_newest_transition
     assert batch.valid[1].tolist() == [1, 1, 0]
     assert batch.valid[3].tolist() == [1, 1, 0]
     assert batch.rewards[1].tolist() == [2, 3, 0]
+
+
+def test_windows_start_only_where_a_whole_window_is_stored():
+    buffer = three_episodes()
+    starts = buffer.sample(4_000, 3, 0.5).obs[:, 0] / 10
+    assert set(starts.tolist()) == {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}  # never 6 or 7
+    assert set((buffer.sample(4_000, 1, 0.5).obs[:, 0] / 10).tolist()) == set(map(float, range(8)))
+
+
+def test_a_buffer_shorter_than_n_samples_from_its_oldest_and_stops_at_the_newest():
+    buffer = ReplayBuffer(1, 1, 8, np.random.default_rng(0))
+    for i in range(2):
+        buffer.add([10.0 * i], [0.0], [0.0], i + 1.0, [10.0 * (i + 1)], False, False)
+    batch = buffer.sample(3, 3, 0.5)
+    assert batch.obs[:, 0].tolist() == [0.0, 0.0, 0.0]
+    assert batch.returns.tolist() == [2.0, 2.0, 2.0] and batch.discount.tolist() == [0.25, 0.25, 0.25]
+    assert batch.bootstrap_obs[:, 0].tolist() == [20.0, 20.0, 20.0]
 
 
 def test_one_step_sampling_is_the_ordinary_transition():
@@ -103,9 +120,9 @@ def test_reference_rule_drops_ten_percent_only_above_threshold_and_min():
     assert buffer.oldest(1)[0][0, 0] == 100.0  # the oldest 10 % went
     small = filled(520)
     rule.apply(small, lambda obs, act: 0.9)
-    assert len(small) == 500  # 10 % would be 52: stops at the minimum
+    assert len(small) == 468  # above the minimum, so one whole 10 % cut: it may end below (as the reference)
     rule.apply(small, lambda obs, act: 0.9)
-    assert len(small) == 500
+    assert len(small) == 468  # no longer above the minimum
 
 
 def test_paper_rule_pops_until_the_distance_is_below_threshold():

@@ -32,13 +32,13 @@ def test_td3_nstep_targets():
     agent = agent_for("td3")
     agent.actor_target = lambda obs: torch.zeros(obs.shape[0], 1)
     agent.critic_target = fixed_critic
-    # terminal inside the window, truncation, neither, newest; gamma = 0.5
-    target = agent.td_target(sample([1, 3, 5, 7], 3))
+    # terminal inside the window, truncation, neither, truncation at once; gamma = 0.5
+    target = agent.td_target(sample([1, 3, 5, 4], 3))
     expected = [
         2 + 0.5 * 3,  # r1 + g r2, terminal: no bootstrap
         4 + 0.5 * 5 + 0.25 * 50,  # truncated after 2 steps: bootstrap from s = 50 with g^2
         6 + 0.5 * 7 + 0.25 * 8 + 0.125 * 80,  # full 3 steps
-        8 + 0.5 * 80,  # only the newest transition
+        5 + 0.5 * 50,  # truncated after its first step
     ]
     assert target.tolist() == pytest.approx(expected)
 

@@ -8,7 +8,7 @@ import torch
 
 from rlx2.agents.networks import SoftUpdate, TwinQ, mlp
 from rlx2.sparse.controller import MaskController
-from rlx2.sparse.layers import masked_layers, sparsify
+from rlx2.sparse.layers import MaskedLinear, masked_layers, sparsify
 from rlx2.sparse.topology import (TopologySchedule, cosine_update_fraction, drop_and_grow,
                                   gradient_grow_scores, random_grow_scores)
 
@@ -79,11 +79,13 @@ def _train_step(net, controller, optimizer, seed):
     return controller.step(), grads
 
 
+@pytest.mark.parametrize(("regrow", "grown_adam"), [("keep", "keep"), ("reset", "zero"), ("keep", "zero")])
 @pytest.mark.parametrize("grow", [gradient_grow_scores, random_grow_scores])
-def test_controller_invariants_through_training_and_an_update(grow):
+def test_controller_invariants_through_training_and_an_update(grow, regrow, grown_adam):
     net, g = _network()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
-    controller = MaskController(net, optimizer, TopologySchedule(delta=5, t_end=100, zeta0=0.5), grow, g)
+    controller = MaskController(net, optimizer, TopologySchedule(delta=5, t_end=100, zeta0=0.5), grow, g,
+                                regrow=regrow, grown_adam=grown_adam)
     target = copy.deepcopy(net)
     controller.bind_target(target)
     soft = SoftUpdate(target, net, 0.5)
@@ -92,16 +94,19 @@ def test_controller_invariants_through_training_and_an_update(grow):
     for step in range(1, 5):
         took_step, _ = _train_step(net, controller, optimizer, step)
         assert took_step
-        for _, layer in controller.layers:  # masked weights stay exactly zero
+        for _, layer in controller.layers:  # masked weights stay exactly zero and never train
             assert torch.all(layer.weight[~layer.mask] == 0)
             assert torch.all(optimizer.state[layer.weight]["exp_avg"][~layer.mask] == 0)
 
     before = {name: (layer.weight.detach().clone(), layer.mask.clone()) for name, layer in controller.layers}
+    moments = {name: {k: v.clone() for k, v in optimizer.state[layer.weight].items() if k != "step"}
+               for name, layer in controller.layers}
     biases_before = [layer.bias.detach().clone() for _, layer in controller.layers]
     took_step, grads = _train_step(net, controller, optimizer, 5)
     assert not took_step  # topology-update step: the optimiser step is skipped
     assert len(controller.events) == sum(1 for _, l in controller.layers if not l.mask.all())
 
+    regrown_total = 0
     for (name, layer), bias in zip(controller.layers, biases_before):
         old_weight, old_mask = before[name]
         mask = layer.mask
@@ -117,18 +122,34 @@ def test_controller_invariants_through_training_and_an_update(grow):
         expected_drop[torch.argsort(magnitudes)[:k]] = True
         survivors = old_mask & ~expected_drop.view_as(old_mask)
         grown = mask & ~survivors
+        new, regrown = grown & ~old_mask, grown & old_mask
+        regrown_total += int(regrown.sum())
+        event = next(e for e in controller.events if e.layer == name)
+        assert (event.replaced, event.regrown) == (k, int(regrown.sum()))
         assert torch.all(mask[survivors])  # everything not dropped stays active ...
         assert torch.equal(layer.weight[survivors], old_weight[survivors])  # ... untouched by an optimiser step
         assert int(grown.sum()) == k
-        assert torch.all(layer.weight[grown] == 0)  # grown weights start at zero
+        assert torch.all(layer.weight[new] == 0)  # new connections start at zero
+        if regrow == "keep":  # dropped and regrown at once: keeps its value
+            assert torch.equal(layer.weight[regrown], old_weight[regrown])
+        else:
+            assert torch.all(layer.weight[regrown] == 0)
         state = optimizer.state[layer.weight]
-        assert torch.all(state["exp_avg"][grown] == 0) and torch.all(state["exp_avg_sq"][grown] == 0)
+        for key, value in moments[name].items():
+            if grown_adam == "keep":  # the reference never resets Adam moments
+                assert torch.equal(state[key], value)
+            else:
+                zeroed = new | (regrown if regrow == "reset" else torch.zeros_like(regrown))
+                assert torch.all(state[key][zeroed] == 0)
+                assert torch.equal(state[key][mask & ~zeroed], value[mask & ~zeroed])
         assert torch.all(layer.weight[~mask] == 0)
         assert torch.equal(layer.bias, bias)
         if grow is gradient_grow_scores:
             # grown connections have the largest dense-gradient magnitudes among the candidates
             others = grads[name].abs()[~survivors & ~grown]
             assert grads[name].abs()[grown].min() >= others.max()
+    if grow is gradient_grow_scores:
+        assert regrown_total > 0  # the case the regrow setting is about does occur here
 
     # target networks follow the online masks after a soft update
     soft()
@@ -136,6 +157,67 @@ def test_controller_invariants_through_training_and_an_update(grow):
     for (_, layer), (_, target_layer) in zip(controller.layers, masked_layers(target)):
         assert torch.equal(target_layer.mask, layer.mask)
         assert torch.all(target_layer.weight[~layer.mask] == 0)
+
+
+def _one_layer_update(regrow, grown_adam, grad):
+    """A 1x4 layer, weights [0.1, 0.5, 0.9, 0] with the last inactive, one Adam step, then an update of k = 1."""
+    layer = MaskedLinear(4, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.1, 0.5, 0.9, 0.0]]))
+    layer.set_mask(torch.tensor([[True, True, True, False]]))
+    optimizer = torch.optim.Adam(layer.parameters(), lr=1e-3)
+    # fraction 0.5 at t = 0 of a long schedule: k = int(0.5 * 3) = 1 at the update on step 2
+    controller = MaskController(layer, optimizer, TopologySchedule(delta=2, t_end=10**9, zeta0=0.5),
+                                gradient_grow_scores, regrow=regrow, grown_adam=grown_adam)
+    layer.weight.grad = torch.tensor([[1.0, 1.0, 1.0, 1.0]])
+    assert controller.step()  # a normal Adam step: every active weight moves by lr, moments non-zero
+    weight = layer.weight.detach().clone()
+    moments = optimizer.state[layer.weight]["exp_avg"].clone()
+    layer.weight.grad = grad.clone()
+    assert not controller.step()
+    return layer, optimizer.state[layer.weight]["exp_avg"], weight, moments
+
+
+@pytest.mark.parametrize("regrow", ["keep", "reset"])
+@pytest.mark.parametrize("grown_adam", ["keep", "zero"])
+def test_a_weight_dropped_and_regrown_at_once_by_hand(regrow, grown_adam):
+    # The smallest active weight (index 0) is dropped; its gradient is the largest: it is grown back.
+    layer, exp_avg, weight, moments = _one_layer_update(regrow, grown_adam, torch.tensor([[5.0, 0.0, 0.0, 1.0]]))
+    assert layer.mask.tolist() == [[True, True, True, False]]
+    expected = weight[0, 0] if regrow == "keep" else 0.0
+    assert layer.weight[0, 0] == expected and torch.equal(layer.weight[0, 1:3], weight[0, 1:3])
+    zeroed = grown_adam == "zero" and regrow == "reset"
+    assert exp_avg[0, 0] == (0.0 if zeroed else moments[0, 0]) and moments[0, 0] != 0
+
+
+@pytest.mark.parametrize("regrow", ["keep", "reset"])
+@pytest.mark.parametrize("grown_adam", ["keep", "zero"])
+def test_a_new_connection_starts_at_zero_with_moments_as_set(regrow, grown_adam):
+    # Index 0 is dropped; the inactive index 3 has the largest gradient: a new connection.
+    layer, exp_avg, weight, moments = _one_layer_update(regrow, grown_adam, torch.tensor([[0.0, 0.0, 0.0, 5.0]]))
+    assert layer.mask.tolist() == [[False, True, True, True]]
+    assert layer.weight[0, 3] == 0.0 and layer.weight[0, 0] == 0.0
+    # Adam moments of the never-active index 3 are zero anyway; those of the dropped index 0 are
+    # kept by the reference (they come back if it regrows later) and zeroed under "zero".
+    assert exp_avg[0, 0] == (0.0 if grown_adam == "zero" else moments[0, 0]) and moments[0, 0] != 0
+
+
+def test_a_carried_gradient_adds_to_the_next_updates_grow_scores_only():
+    layer = MaskedLinear(4, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.1, 0.5, 0.9, 0.0]]))
+    layer.set_mask(torch.tensor([[True, True, True, False]]))
+    controller = MaskController(layer, torch.optim.SGD(layer.parameters(), lr=0.1),
+                                TopologySchedule(delta=2, t_end=10**9, zeta0=0.5), gradient_grow_scores)
+    layer.weight.grad = torch.tensor([[0.0, 0.0, 0.0, 1.0]])
+    assert controller.step() and controller.update_due
+    layer.weight.grad = torch.tensor([[-4.0, 0.0, 0.0, 0.0]])  # e.g. an actor loss through this network
+    controller.carry_grow_gradient()
+    layer.weight.grad = torch.tensor([[1.0, 0.0, 0.0, 2.0]])  # this update's own loss: alone, index 3 would grow
+    assert not controller.step()
+    # index 0 (smallest) is dropped; its summed score |1 - 4| = 3 beats index 3's 2: it is grown back
+    assert layer.mask.tolist() == [[True, True, True, False]]
+    assert controller.carried is None
 
 
 def test_dense_network_controller_is_a_plain_optimizer_step():

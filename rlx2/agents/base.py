@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from rlx2.agents.networks import frozen
 from rlx2.replay import NStepBatch
 from rlx2.sparse.controller import MaskController
 
@@ -20,6 +23,8 @@ class Agent:
     """An off-policy actor-critic. Subclasses build networks and define ``td_target``/``update``."""
 
     actor: nn.Module
+    critic: nn.Module
+    critic_opt: torch.optim.Optimizer
     controllers: dict[str, MaskController]
 
     def __init__(self, cfg: RunConfig, method: Method, obs_dim: int, act_dim: int, generator: torch.Generator) -> None:
@@ -63,6 +68,24 @@ class Agent:
     def update(self, batch: NStepBatch) -> dict[str, float]:
         raise NotImplementedError
 
+    @contextmanager
+    def through_critic(self) -> Iterator[None]:
+        """Where a loss (the actor's) is backpropagated *through* the critic.
+
+        The critic's own weight gradients from it are normally not computed (``frozen``): the
+        next critic update would discard them. Under ``critic_grow_gradient="reference"``, when
+        the critic's next optimiser step is a topology update, they are computed and carried
+        into that update's grow score, as the reference's gradient accumulation does.
+        """
+        critic = self.controllers["critic"]
+        if self.cfg.critic_grow_gradient == "reference" and critic.update_due:
+            self.critic_opt.zero_grad(set_to_none=False)
+            yield
+            critic.carry_grow_gradient()
+        else:
+            with frozen(self.critic):
+                yield
+
     # -- state ------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
         """Every network, target included, by name (what a checkpoint saves)."""
@@ -81,6 +104,7 @@ class Agent:
             "networks": self.state_dict(),
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers().items()},
             "optimizer_steps": {role: ctrl.optimizer_steps for role, ctrl in self.controllers.items()},
+            "carried_grow_gradients": {role: ctrl.carried for role, ctrl in self.controllers.items()},
             "iterations": self.iterations,
         }
 
@@ -90,6 +114,7 @@ class Agent:
             opt.load_state_dict(state["optimizers"][name])
         for role, ctrl in self.controllers.items():
             ctrl.optimizer_steps = state["optimizer_steps"][role]
+            ctrl.carried = state["carried_grow_gradients"][role]
         self.iterations = state["iterations"]
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -61,11 +61,24 @@ class DeterministicActor(nn.Module):
 
 
 class GaussianActor(nn.Module):
-    """SAC actor: ``obs -> hidden -> 2*act`` (mean, log-std clamped to [-5, 2]), tanh-squashed."""
+    """SAC actor: ``obs -> hidden -> 2*act`` (mean, log-std in [-5, 2]), tanh-squashed.
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]) -> None:
+    ``log_std`` maps the raw output into [-5, 2]: ``tanh`` (the reference) as
+    ``-5 + 3.5 (tanh(raw) + 1)``, smooth, with std e^-1.5 = 0.22 at raw 0; ``clamp`` by
+    clamping raw, with std 1 at raw 0.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], log_std: str = "tanh") -> None:
         super().__init__()
+        if log_std not in ("tanh", "clamp"):
+            raise ValueError(f"sac_log_std={log_std!r}: must be tanh or clamp")
         self.net = mlp(obs_dim, hidden, 2 * act_dim)
+        self.log_std_map = log_std
+
+    def log_std(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.log_std_map == "tanh":
+            return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw) + 1.0)
+        return raw.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic action ``tanh(mean)``."""
@@ -74,8 +87,8 @@ class GaussianActor(nn.Module):
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action and its log-probability (summed over action dimensions)."""
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
-        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        mean, raw = self.net(obs).chunk(2, dim=-1)
+        log_std = self.log_std(raw)
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         pre_tanh = mean + log_std.exp() * noise
         action = torch.tanh(pre_tanh)

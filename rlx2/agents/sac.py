@@ -6,6 +6,14 @@ Target, for a sample of ``m`` steps from ``s_t``:
 the last term dropped at a terminal. Actions ``a_k`` and ``a'`` are fresh samples of the
 current policy. Actor and temperature (target entropy ``-act_dim``) update every step, the
 target critic too; networks use orthogonal initialisation.
+
+Reference behaviour, each with its variant (``RunConfig``): during training the agent acts
+with the policy's mean action (``sac_explore="mean"``; ``"sample"``: a sample of the
+policy); the actor's log-std is ``-5 + 3.5 (tanh(raw) + 1)`` (``sac_log_std="tanh"``;
+``"clamp"``: raw clamped to [-5, 2]); the temperature loss is
+``mean(alpha (-log pi - target_entropy))`` with the bracket detached
+(``alpha_loss="reference"``; ``"log-alpha"``: ``mean(-log_alpha (log pi + target_entropy))``,
+whose gradient w.r.t. ``log_alpha`` is the reference's divided by alpha).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from rlx2.agents.base import Agent
-from rlx2.agents.networks import GaussianActor, SoftUpdate, TwinQ, frozen, initialise
+from rlx2.agents.networks import GaussianActor, SoftUpdate, TwinQ, initialise
 from rlx2.replay import NStepBatch
 
 
@@ -26,7 +34,7 @@ class SAC(Agent):
         super().__init__(cfg, method, obs_dim, act_dim, generator)
         actor_hidden = method.hidden_sizes(cfg, "actor", obs_dim, 2 * act_dim)
         critic_hidden = method.hidden_sizes(cfg, "critic", obs_dim + act_dim, 1)
-        self.actor = GaussianActor(obs_dim, act_dim, actor_hidden)
+        self.actor = GaussianActor(obs_dim, act_dim, actor_hidden, cfg.sac_log_std)
         self.critic = TwinQ(obs_dim, act_dim, critic_hidden)
         initialise(self.actor, generator, "orthogonal")
         initialise(self.critic, generator, "orthogonal")
@@ -59,11 +67,12 @@ class SAC(Agent):
         return self.log_alpha.detach().exp()
 
     def explore(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        behaviour = self.deterministic_action(obs)
+        if self.cfg.sac_explore == "mean":
+            return behaviour, behaviour
         with torch.no_grad():
-            x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
-            action, _ = self.actor.sample(x, self.generator)
-            behaviour = self.actor(x)
-        return action.squeeze(0).numpy(), behaviour.squeeze(0).numpy()
+            action, _ = self.actor.sample(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0), self.generator)
+        return action.squeeze(0).numpy(), behaviour
 
     @torch.no_grad()
     def td_target(self, batch: NStepBatch) -> torch.Tensor:
@@ -86,6 +95,12 @@ class SAC(Agent):
         q1, q2 = self.critic_target(batch.bootstrap_obs, next_act)
         return batch.returns + bonus + batch.discount * (torch.minimum(q1, q2) - alpha * next_logp)
 
+    def temperature_loss(self, logp: torch.Tensor) -> torch.Tensor:
+        """The loss ``log_alpha`` descends, by ``cfg.alpha_loss`` (module docstring)."""
+        if self.cfg.alpha_loss == "reference":
+            return (self.log_alpha.exp() * (-logp - self.target_entropy)).mean()
+        return -(self.log_alpha * (logp + self.target_entropy)).mean()
+
     def update(self, batch: NStepBatch) -> dict[str, float]:
         target = self.td_target(batch)
         q1, q2 = self.critic(batch.obs, batch.act)
@@ -96,14 +111,14 @@ class SAC(Agent):
         self.iterations += 1
 
         action, logp = self.actor.sample(batch.obs, self.generator)
-        with frozen(self.critic):
+        with self.through_critic():
             q1_pi, q2_pi = self.critic(batch.obs, action)
             actor_loss = (self.alpha * logp - torch.minimum(q1_pi, q2_pi)).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
         self.controllers["actor"].step()
 
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+        alpha_loss = self.temperature_loss(logp.detach())
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self.alpha_opt.step()

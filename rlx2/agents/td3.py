@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from rlx2.agents.base import Agent
-from rlx2.agents.networks import DeterministicActor, SoftUpdate, TwinQ, frozen, initialise
+from rlx2.agents.networks import DeterministicActor, SoftUpdate, TwinQ, initialise
 from rlx2.replay import NStepBatch
 
 
@@ -77,7 +77,7 @@ class TD3(Agent):
         self.iterations += 1
         stats = {"critic_loss": critic_loss.item()}
         if self.iterations % self.cfg.policy_delay == 0:
-            with frozen(self.critic):
+            with self.through_critic():
                 actor_loss = -self.critic.first(batch.obs, self.actor(batch.obs)).mean()
                 self.actor_opt.zero_grad(set_to_none=True)
                 actor_loss.backward()

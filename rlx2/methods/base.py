@@ -8,7 +8,8 @@ never test a method's name, so a new method is one subclass in one file.
 
 * ``Method``: a dense agent; ``make_controller`` is the general hook, ``training_cost``
   says what a whole run costs in FLOPs (rules in ``rlx2.sparse.flops``).
-* ``SparseMethod``: random masks by the run's layer-density distribution, never changed.
+* ``SparseMethod``: masks by the run's layer-density distribution (``mask_init``: the largest
+  initial weights, or random), never changed.
 * ``DynamicSparseMethod``: adds drop/grow on the schedule of spec section 4; its
   ``grow_scores`` is the one thing SET and RigL/RLx2 disagree on.
 """
@@ -110,14 +111,15 @@ class Method:
 
 
 class SparseMethod(Method):
-    """Sparse from the first step: random masks by the layer-density distribution, kept fixed."""
+    """Sparse from the first step: masks by the layer-density distribution and ``mask_init``, kept fixed."""
 
     uses_sparsity = True
     grow_scores = None
 
     def make_controller(self, role, network, optimizer, cfg, update_every, generator):
-        sparsify(network, self.sparsity(cfg, role), generator, cfg.sparsity_distribution)
-        return MaskController(network, optimizer, self.schedule(cfg, update_every), type(self).grow_scores, generator)
+        sparsify(network, self.sparsity(cfg, role), generator, cfg.sparsity_distribution, cfg.mask_init)
+        return MaskController(network, optimizer, self.schedule(cfg, update_every), type(self).grow_scores, generator,
+                              regrow=cfg.regrow, grown_adam=cfg.grown_adam)
 
 
 class DynamicSparseMethod(SparseMethod):

@@ -7,6 +7,14 @@ target networks on the online masks, and tells its layers before a topology upda
 the coming backward pass must produce dense weight gradients (``needs_dense_grad``). A
 dense network gets a controller too (no masked layers): its ``step`` is then just
 ``optimizer.step()``.
+
+What a topology update does to the weights it touches (``RunConfig`` settings, reference
+first): only connections inactive *before* the update are new and start at exactly zero;
+one dropped and regrown in the same update keeps its value and optimiser state
+(``regrow="keep"``), or is reset to zero like a new one (``"reset"``). Adam moments of new
+connections are left as they are (``grown_adam="keep"``: the reference never resets them)
+or zeroed (``"zero"``, which also zeroes those of dropped weights). The reference's grow
+score may include a gradient carried over from the iteration before (``carry_grow_gradient``).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ class TopologyEvent:
     replaced: int
     active: int
     density: float
+    regrown: int = 0  # of the ``replaced`` dropped weights, how many were regrown at once
 
 
 @dataclass
@@ -47,6 +56,8 @@ class MaskController:
     schedule: TopologySchedule | None = None
     grow_scores: GrowScores | None = None
     generator: torch.Generator | None = None
+    regrow: str = "keep"  # keep | reset
+    grown_adam: str = "keep"  # keep | zero
     events: list[TopologyEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -56,10 +67,14 @@ class MaskController:
         self._targets: list[list[MaskedLinear]] = []
         self._weights = [layer.weight for _, layer in self.layers]
         self._masks: list[torch.Tensor] = []
+        #: Weight gradients to add to the next topology update's grow scores (see ``carry_grow_gradient``).
+        self.carried: list[torch.Tensor] | None = None
         self.optimizer_steps = 0
         self.refresh()  # also caches the float masks used on every step
         if self.schedule is not None and self.grow_scores is None:
             raise ValueError("a topology schedule needs a grow_scores rule")
+        if self.regrow not in ("keep", "reset") or self.grown_adam not in ("keep", "zero"):
+            raise ValueError(f"regrow={self.regrow!r} / grown_adam={self.grown_adam!r}: keep|reset / keep|zero")
 
     @property
     def optimizer_steps(self) -> int:
@@ -74,10 +89,29 @@ class MaskController:
         for _, layer in self.layers:
             layer.needs_dense_grad = dense
 
+    @property
+    def update_due(self) -> bool:
+        """Whether this network's next optimiser step is a topology update."""
+        return bool(self.layers) and self.schedule is not None and self.schedule.due(self.optimizer_steps + 1)
+
+    def carry_grow_gradient(self) -> None:
+        """Keep the weight gradients just computed, to be added to the next topology update's grow scores.
+
+        The reference accumulates the dense gradient RigL grows by in a backward hook that is
+        armed from the step before a topology update until that update, without clearing it
+        in between: a loss backpropagated through this network in the iteration before (an
+        actor loss through the critic) adds to the gradient of its own loss. Calling this
+        right after such a backward reproduces that sum.
+        """
+        self.carried = [w.grad.detach().clone() for w in self._weights]
+
     def step(self) -> bool:
         """Finish one optimiser step after ``backward()``; False if it was a topology update."""
         self.optimizer_steps += 1
         if self.layers and self.schedule is not None and self.schedule.due(self.optimizer_steps):
+            if self.carried is not None:
+                torch._foreach_add_([w.grad for w in self._weights], self.carried)
+            self.carried = None
             self.evolve()
             return False
         if self.layers:
@@ -101,18 +135,20 @@ class MaskController:
             k = int(fraction * active)
             scores = self.grow_scores(weight, weight.grad, self.generator)
             result = drop_and_grow(weight, mask, scores, k)
+            regrown = mask.view(-1)[result.grown]  # grown connections that were active before the update
+            new = result.grown if self.regrow == "reset" else result.grown[~regrown]
             keep = result.new_mask.clone().view(-1)
-            keep[result.grown] = False  # grown weights start at exactly zero
+            keep[new] = False  # new connections start at exactly zero; dropped ones are zeroed too
             keep = keep.view_as(mask)
             weight.mul_(keep)
-            state = self.optimizer.state.get(weight, {})
-            for key in MOMENT_KEYS:
-                if key in state:
-                    state[key].mul_(keep)
+            if self.grown_adam == "zero":
+                state = self.optimizer.state.get(weight, {})
+                for key in MOMENT_KEYS:
+                    if key in state:
+                        state[key].mul_(keep)
             layer.mask = result.new_mask
-            self.events.append(
-                TopologyEvent(t, name, fraction, k, int(result.new_mask.sum()), layer.density)
-            )
+            self.events.append(TopologyEvent(t, name, fraction, k, int(result.new_mask.sum()), layer.density,
+                                             int(regrown.sum())))
         self.refresh()
 
     def bind_target(self, target: nn.Module) -> None:

@@ -60,5 +60,8 @@ def layer_densities(shapes: Sequence[Shape], sparsity: float, distribution: str 
 
 
 def active_counts(shapes: Sequence[Shape], densities: Sequence[float]) -> list[int]:
-    """Number of non-zero weights per layer: density times size, rounded to the nearest weight."""
-    return [min(o * i, max(1, round(d * o * i))) for (o, i), d in zip(shapes, densities)]
+    """Non-zero weights per layer, the reference's count: ``n - int(S_l * n)`` with ``S_l = 1 - density``.
+
+    (It keeps the fractional weight that rounding to the nearest would sometimes drop; at least one.)
+    """
+    return [min(o * i, max(1, o * i - int((1.0 - d) * o * i))) for (o, i), d in zip(shapes, densities)]

@@ -44,6 +44,12 @@ class MaskedLinear(nn.Linear):
         self.register_buffer("mask", None)
         self._pattern: tuple[torch.Tensor, int, SparsePattern] | None = None  # (mask, its version, pattern)
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave out the CSR index cache: it is rebuilt on demand (and sparse tensors can't be copied)."""
+        state = self.__dict__.copy()
+        state["_pattern"] = None
+        return state
+
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """PyTorch's default Linear initialisation, drawn from ``generator`` when given."""
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
@@ -127,15 +133,41 @@ def random_mask(shape: tuple[int, int], n_active: int, generator: torch.Generato
     return mask.view(shape)
 
 
-def sparsify(module: nn.Module, sparsity: float, generator: torch.Generator, distribution: str = "er") -> list[float]:
-    """Give every ``MaskedLinear`` of ``module`` a random mask; the layers share one budget.
+def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """A boolean mask, shaped like ``scores``, of its ``k`` largest entries (ties: the lower flat index wins)."""
+    order = torch.sort(scores.detach().reshape(-1), descending=True, stable=True).indices
+    mask = torch.zeros(scores.numel(), dtype=torch.bool)
+    mask[order[:k]] = True
+    return mask.view(scores.shape)
+
+
+def magnitude_mask(weight: torch.Tensor, n_active: int) -> torch.Tensor:
+    """The mask keeping ``weight``'s ``n_active`` largest-magnitude entries (the reference's initial mask)."""
+    return top_k_mask(weight.abs(), n_active)
+
+
+#: How ``sparsify`` chooses a layer's initial active weights (``RunConfig.mask_init``).
+MASK_INITS = ("magnitude", "random")
+
+
+def sparsify(module: nn.Module, sparsity: float, generator: torch.Generator, distribution: str = "er",
+             init: str = "magnitude") -> list[float]:
+    """Give every ``MaskedLinear`` of ``module`` a mask; the layers share one budget.
 
     Densities come from ``distribution`` over all of the module's masked layers (so a twin-Q
-    critic is one network). Returns the per-layer densities that were asked for.
+    critic is one network); each layer keeps ``active_counts`` weights. ``init`` picks which:
+    ``magnitude`` (the reference) keeps the largest entries of the freshly initialised weights,
+    so it must run after initialisation and draws nothing from ``generator``; ``random``
+    chooses them uniformly. Returns the per-layer densities that were asked for.
     """
+    if init not in MASK_INITS:
+        raise ValueError(f"mask_init={init!r}: must be one of {', '.join(MASK_INITS)}")
     layers = [layer for _, layer in masked_layers(module)]
     shapes = [tuple(layer.weight.shape) for layer in layers]
     densities = layer_densities(shapes, sparsity, distribution)
     for layer, shape, n_active in zip(layers, shapes, active_counts(shapes, densities)):
-        layer.set_mask(random_mask(shape, n_active, generator))
+        if init == "magnitude":
+            layer.set_mask(magnitude_mask(layer.weight, n_active))
+        else:
+            layer.set_mask(random_mask(shape, n_active, generator))
     return densities

@@ -4,8 +4,9 @@ Every ``delta`` optimiser steps of a network, until ``t_end``, each sparse layer
 ``k = floor(zeta_t * active)`` active weights of smallest magnitude and grows ``k``
 connections chosen among all connections inactive after the drop, by the largest *grow
 score*. The grow score is what distinguishes methods: ``|dense gradient|`` for RigL and
-RLx2, uniform noise for SET. Grown weights start at exactly zero, so each layer keeps its
-number of active weights.
+RLx2, uniform noise for SET. Each layer keeps its number of active weights. What happens
+to the values of grown weights (new ones start at zero; regrown ones keep theirs, by
+default) is the controller's business (``rlx2.sparse.controller``).
 """
 
 from __future__ import annotations
