@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="report directory (default: reports/<suite>/<profile>)")
     report.add_argument("--reps", type=_integer, default=2_000, help="bootstrap replications")
     report.add_argument("--seed", type=_integer, default=0, help="seed of every bootstrap")
+    report.add_argument("--force", action="store_true",
+                        help="replace an existing report even if it was built from more finished runs")
+    report.add_argument("--allow-missing", action="store_true",
+                        help="exit 0 although some of the profile's runs have not finished (they are listed)")
 
     methods = sub.add_parser("methods", help="list the registered methods")
     methods.add_argument("--methods-module", action="append", default=[], metavar="MODULE")
@@ -173,13 +177,17 @@ def _suite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     results = Path(args.results or Path("results") / suite.name / suite.profile)
     runs = list(suite.runs)
     if args.command == "report":
-        return _report(suite, results, Path(args.out) if args.out else None, args.reps, args.seed)
+        if not results.is_dir():
+            parser.error(f"results={str(results)!r}: no such directory (run the suite first, or pass --results)")
+        return _report(suite, results, Path(args.out) if args.out else None, args.reps, args.seed,
+                       force=args.force, allow_missing=args.allow_missing)
     if getattr(args, "suite_command", None) == "status":
         states = [(run_id(cfg), *run_state(RunDirectory(results / run_id(cfg)))) for cfg in runs]
         width = max(len(name) for name, _, _ in states)
         for name, state, detail in states:
             print(f"{name:<{width}}  {state:<8} {detail}")
-        counts = {s: sum(1 for _, state, _ in states if state == s) for s in ("done", "running", "failed", "partial", "pending")}
+        counts = {s: sum(1 for _, state, _ in states if state == s)
+                  for s in ("done", "running", "corrupt", "failed", "partial", "pending")}
         print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(states)} ({results})")
         return 0
     try:
@@ -202,20 +210,29 @@ def _suite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     outcome.failed.update(skipped_failed)
     print(outcome.summary())
     if args.report:
-        _report(suite, results, None, 2_000, 0)
+        _report(suite, results, None, 2_000, 0, force=False, allow_missing=True)  # failures already set the exit code
     return 0 if outcome.ok else 1
 
 
-def _report(suite, results, out, reps: int, seed: int) -> int:
+def _report(suite, results, out, reps: int, seed: int, *, force: bool, allow_missing: bool) -> int:
+    """Write the report; 1 when it is refused, or when runs are missing and that is not allowed."""
     from pathlib import Path
 
-    from rlx2.report import ReportSettings, build_report
+    from rlx2.report import ReportRefused, ReportSettings, build_report
 
     out = out or Path("reports") / suite.name / suite.profile
-    summary = build_report(suite.name, suite.profile, list(suite.runs), results, out, ReportSettings(reps, seed),
-                           suite.description)
+    try:
+        summary = build_report(suite.name, suite.profile, list(suite.runs), results, out, ReportSettings(reps, seed),
+                               suite.description, force=force)
+    except ReportRefused as exc:
+        print(f"rlx2 report: {exc}", file=sys.stderr)
+        return 1
     print(f"report: {out}/index.md ({summary['finished']} of {summary['expected']} runs finished"
           + (f"; {len(summary['missing'])} missing, listed in the report)" if summary["missing"] else ")"))
+    if summary["missing"] and not allow_missing:
+        print(f"rlx2 report: {len(summary['missing'])} of the profile's runs have not finished "
+              "(--allow-missing accepts that)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -49,12 +49,16 @@ class Outcome:
 
 
 def run_state(run_dir: RunDirectory) -> tuple[str, str]:
-    """``(state, detail)``: done, running (lock held), failed (last attempt), partial or pending."""
+    """``(state, detail)``: done, running (lock held), corrupt (a result record that is not one), failed (last
+    attempt), partial or pending."""
     result = run_dir.result()
     if result is not None:
         return "done", f"score {result['final_score']:.1f}"
     if run_dir.is_locked():
         return "running", f"step {steps_logged(run_dir)}"
+    problem = run_dir.result_problem()
+    if problem is not None:
+        return "corrupt", f"result.json {problem} (rerunning the suite redoes it)"
     failure = run_dir.failure()
     if failure is not None:
         return "failed", f"{failure.get('kind')}: {failure.get('reason')}"

@@ -1,6 +1,7 @@
-"""The report's figures (matplotlib/seaborn and rliable's plot helpers), as PNG and PDF.
+"""The report's figures (matplotlib/seaborn and rliable's plot helpers), as PNG and PDF, with captions.
 
-Files carry no creation dates, so the same results give the same figures.
+Files carry no creation dates, so the same results give the same figures. Every method
+keeps one colour across figures; RLx2's is black, which no palette colour resembles.
 """
 
 from __future__ import annotations
@@ -18,23 +19,38 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from rliable import plot_utils  # noqa: E402
 
+from rlx2.paper import ordered  # noqa: E402
 from rlx2.stats import aggregate_metrics, performance_profiles, probability_of_improvement  # noqa: E402
 
 METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}}
+MARKERS = "osD^vP*Xh<>p"
+#: Methods whose evaluation steps are not the run's environment steps (a student after its teacher).
+OWN_STEP_AXIS = {"distillation"}
+
+Figure = tuple[str, str]  # (file name without extension, caption)
 
 
-def save(fig, out: Path, name: str) -> str:
+def save(fig, out: Path, name: str, caption: str) -> Figure:
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
         fig.savefig(out / f"{name}.{ext}", dpi=110, bbox_inches="tight", metadata=METADATA[ext])
     plt.close(fig)
-    return name
+    return name, caption
 
 
-def learning_curves(table: pd.DataFrame, out: Path, order: list[str], palette: dict, settings) -> str:
-    curves = table[table.metric == "eval_return"]
+def palette_for(methods: list[str]) -> dict[str, tuple]:
+    """One colour per method; RLx2 black, the others from the colourblind palette."""
+    others = [m for m in methods if m != "rlx2"]
+    colours = dict(zip(others, sns.color_palette("colorblind", max(1, len(others)))))
+    if "rlx2" in methods:
+        colours["rlx2"] = (0.0, 0.0, 0.0)
+    return colours
+
+
+def learning_curves(table: pd.DataFrame, out: Path, order: list[str], palette: dict, settings) -> Figure:
+    curves = table[(table.metric == "eval_return") & ~table.method.isin(OWN_STEP_AXIS)]
     panels = sorted({(a, t) for a, t in zip(curves.algo, curves.task)})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
     for ax, (algo, task) in zip(axes[0], panels):
         data = curves[(curves.algo == algo) & (curves.task == task)]
         sns.lineplot(data=data, x="step", y="value", hue="method", hue_order=[m for m in order if m in set(data.method)],
@@ -42,33 +58,40 @@ def learning_curves(table: pd.DataFrame, out: Path, order: list[str], palette: d
         ax.set(title=f"{algo.upper()} {task}", xlabel="environment steps", ylabel="evaluation return")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         ax.legend(fontsize=7)
-    return save(fig, out, "learning_curves")
+    skipped = sorted(OWN_STEP_AXIS & set(table.method))
+    caption = ("Learning curves: mean evaluation return (deterministic policy) over seeds against environment steps, "
+               "with 95 % bootstrap bands.")
+    if skipped:
+        caption += (f" Not drawn: {', '.join(skipped)} (its student trains after its dense teacher's whole run, "
+                    "so its steps are not on this axis; its teacher is the dense curve).")
+    return save(fig, out, "learning_curves", caption)
 
 
 def score_against(finals: pd.DataFrame, pct: pd.DataFrame, column: str, label: str, out: Path, name: str,
-                  palette: dict) -> str:
+                  palette: dict) -> Figure:
     merged = pct.merge(finals.groupby(["algo", "task", "method"], as_index=False)[column].mean(),
                        on=["algo", "task", "method"])
     summary = merged.groupby(["algo", "method"], as_index=False).agg(pct=("pct", "mean"), x=(column, "mean"))
     algos = sorted(summary.algo.unique())
-    fig, axes = plt.subplots(1, len(algos), figsize=(5 * len(algos), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(algos), figsize=(5.5 * len(algos), 3.8), squeeze=False)
     for ax, algo in zip(axes[0], algos):
         data = summary[summary.algo == algo]
-        sns.scatterplot(data=data, x="x", y="pct", hue="method", palette=palette, s=60, ax=ax)
-        for row in data.itertuples():
-            ax.annotate(row.method, (row.x, row.pct), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for i, method in enumerate(ordered(data.method)):  # a legend, not labels on the points: no overlaps
+            point = data[data.method == method]
+            ax.scatter(point.x, point.pct, color=palette[method], marker=MARKERS[i % len(MARKERS)], s=55,
+                       label=method, edgecolor="white", linewidth=0.5)
         ax.set(xscale="log", title=algo.upper(), xlabel=f"{label} (relative to dense, log)", ylabel="% of dense")
-        ax.legend([], frameon=False)
-    return save(fig, out, name)
+        ax.legend(fontsize=7, loc="best")
+    caption = (f"Mean % of dense against {label} relative to the dense agent, per method, averaged over the tasks "
+               "where % of dense is reported.")
+    return save(fig, out, name, caption)
 
 
-def write_all(table, finals, pct, scores, random_returns, out: Path, settings) -> list[str]:
-    """Every figure of the report; returns their names (files ``<name>.png`` and ``<name>.pdf``)."""
-    from rlx2.report import ordered
-
+def write_all(table, finals, pct, scores, out: Path, settings) -> list[Figure]:
+    """Every figure of the report, with its caption (files ``<name>.png`` and ``<name>.pdf``)."""
     order = ordered(finals.method.unique())
-    palette = dict(zip(order, sns.color_palette("colorblind", len(order))))  # one colour per method everywhere
-    names = [learning_curves(table, out, order, palette, settings)]
+    palette = palette_for(order)
+    figures = [learning_curves(table, out, order, palette, settings)]
     for algo, by_method in scores.items():
         methods = ordered(by_method)
         colors = {m: palette[m] for m in methods}
@@ -79,16 +102,20 @@ def write_all(table, finals, pct, scores, random_returns, out: Path, settings) -
         fig, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=list(next(iter(results.values()))),
                                                     algorithms=methods, colors=colors,
                                                     xlabel="normalised score (0 random, 1 dense)")
-        names.append(save(fig, out, f"intervals_{algo}"))
+        figures.append(save(fig, out, f"intervals_{algo}",
+                            f"{algo.upper()}: IQM, median, mean and optimality gap of normalised scores "
+                            "(0 = random policy, 1 = dense) with 95 % stratified-bootstrap intervals."))
 
         top = max(1.2, float(max(np.max(s) for s in by_method.values())))
         taus = np.linspace(0.0, top, 61)
         profiles, profile_cis = performance_profiles(by_method, taus, min(settings.reps, 1000), settings.seed)
-        fig, ax = plt.subplots(figsize=(6, 3.6))
+        fig, ax = plt.subplots(figsize=(6, 3.8))
         plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=profile_cis, colors=colors,
                                              xlabel=r"normalised score $\tau$", ax=ax)
         ax.legend([Line2D([0], [0], color=colors[m]) for m in methods], methods, fontsize=7)
-        names.append(save(fig, out, f"performance_profiles_{algo}"))
+        figures.append(save(fig, out, f"performance_profiles_{algo}",
+                            f"{algo.upper()}: performance profiles: the fraction of runs whose normalised score "
+                            "exceeds tau, with 95 % bands."))
 
         if "rlx2" in by_method and len(by_method) > 1:
             improvement = probability_of_improvement(by_method, "rlx2", settings.reps, settings.seed)
@@ -97,12 +124,15 @@ def write_all(table, finals, pct, scores, random_returns, out: Path, settings) -
             values = np.array([improvement[p][0] for p in improvement])
             errors = np.array([[values[i] - improvement[p][1], improvement[p][2] - values[i]]
                                for i, p in enumerate(improvement)]).T
-            ax.barh(labels, values, xerr=errors, color=sns.color_palette("colorblind")[0], capsize=3)
+            ax.barh(labels, values, xerr=errors, color=[palette[m] for m in labels], capsize=3)
             ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
             ax.set(xlim=(0, 1), xlabel="P(RLx2 > method)", title=f"{algo.upper()}: probability of improvement")
-            names.append(save(fig, out, f"probability_of_improvement_{algo}"))
+            figures.append(save(fig, out, f"probability_of_improvement_{algo}",
+                                f"{algo.upper()}: probability that an RLx2 run scores above a run of each method "
+                                "(bars coloured by that method), with 95 % intervals; right of the dashed line, "
+                                "RLx2 is better."))
     if not pct.empty:
-        names.append(score_against(finals, pct, "size", "model size", out, "score_vs_size", palette))
-        names.append(score_against(finals, pct, "training_flops", "training FLOPs", out, "score_vs_training_flops",
-                                   palette))
-    return names
+        figures.append(score_against(finals, pct, "size", "model size", out, "score_vs_size", palette))
+        figures.append(score_against(finals, pct, "training_flops", "training FLOPs", out, "score_vs_training_flops",
+                                     palette))
+    return figures

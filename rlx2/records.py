@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import math
 import os
 import platform
 import subprocess
@@ -40,6 +41,26 @@ LOCK_FILE = ".lock"
 class RunLocked(RuntimeError):
     """Another process is working on this run right now."""
 PACKAGES = ("rlx2", "torch", "gymnasium", "mujoco", "numpy", "scipy")
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def result_problem(record: Any) -> str | None:
+    """Why ``record`` is not a finished run's result (None when it is one): status, score and cost types."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if record.get("status") != "finished":
+        return f"status={record.get('status')!r}, not 'finished'"
+    if not _real(record.get("final_score")):
+        return f"final_score={record.get('final_score')!r}: not a finite number"
+    if not isinstance(record.get("steps"), int) or isinstance(record.get("steps"), bool):
+        return f"steps={record.get('steps')!r}: not an integer"
+    flops = record.get("flops")
+    if not isinstance(flops, dict) or not all(_real(flops.get(k)) for k in ("size", "inference_flops_relative")):
+        return "flops: missing or not numbers"
+    return None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -130,22 +151,36 @@ class RunDirectory:
         self.metadata: dict[str, Any] = {}
 
     def result(self) -> dict[str, Any] | None:
-        """The result record, or None when the run is unfinished (or the record is unreadable)."""
+        """The result record, or None when the run is unfinished (or the record is unreadable or corrupt)."""
+        record, problem = self._read_result()
+        return record if problem is None else None
+
+    def result_problem(self) -> str | None:
+        """Why an existing ``result.json`` is not a valid finished record (None: valid, or no record at all)."""
+        if not (self.path / RESULT_FILE).exists():
+            return None
+        return self._read_result()[1]
+
+    def _read_result(self) -> tuple[dict[str, Any] | None, str | None]:
         try:
             record = json.loads((self.path / RESULT_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        return record if isinstance(record, dict) and record.get("status") == "finished" else None
+        except OSError as exc:
+            return None, f"unreadable ({exc.strerror})"
+        except ValueError:
+            return None, "not valid JSON (truncated?)"
+        return record, result_problem(record)
 
     @property
     def finished(self) -> bool:
         return self.result() is not None
 
     def failure(self) -> dict[str, Any] | None:
+        """Why the last attempt failed, or None (no record, or one that cannot be read as an object)."""
         try:
-            return json.loads((self.path / FAILURE_FILE).read_text())
+            record = json.loads((self.path / FAILURE_FILE).read_text())
         except (OSError, ValueError):
             return None
+        return record if isinstance(record, dict) else None
 
     def lock(self) -> None:
         """Take this run's lock for the life of this process (or until ``unlock``); RunLocked if held."""

@@ -28,8 +28,8 @@ class Collected:
     """The finished runs of a suite as a tidy table, and the expected runs that are not there."""
 
     table: pd.DataFrame
-    missing: list[str]  # run ids with no result (never run, unfinished or failed)
-    failed: dict[str, str]  # run id -> reason, for those with a failure record
+    missing: list[str]  # run ids with no result (never run, unfinished, failed or corrupt)
+    failed: dict[str, str]  # run id -> reason, for those with a failure record or a corrupt result
 
 
 def collect(runs: list[RunConfig], results: Path, suite: str, profile: str) -> Collected:
@@ -40,8 +40,10 @@ def collect(runs: list[RunConfig], results: Path, suite: str, profile: str) -> C
         result = run_dir.result()
         if result is None:
             missing.append(run_id(cfg))
-            failure = run_dir.failure()
-            if failure:
+            failure, problem = run_dir.failure(), run_dir.result_problem()
+            if problem:
+                failed[run_id(cfg)] = f"corrupt result record: {problem}"
+            elif failure:
                 failed[run_id(cfg)] = f"{failure.get('kind')}: {failure.get('reason')}"
             continue
         flops = result["flops"]

@@ -2,6 +2,8 @@
 fixture results made by real tiny runs, a report with a missing run, and the figures."""
 
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,8 @@ from rlx2.report import ReportSettings, build_report
 from rlx2.stats import AGGREGATES, aggregate_metrics, interval_estimates, normalise, probability_of_improvement
 from rlx2.suite import load_suite
 from test_faults import make_suite
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "report"))
 
 X = np.array([[0.1, 0.5], [0.9, 0.3], [0.4, 0.8], [0.2, 0.6]])  # 4 runs x 2 tasks
 
@@ -42,6 +46,128 @@ def test_intervals_are_repeatable_and_leave_the_global_generator_alone():
     assert pair == "b,a" and 0.5 < p <= 1 and lo <= p <= hi
 
 
+FIXTURE = Path(__file__).parent / "fixtures" / "report"
+SETTINGS = ReportSettings(reps=500, seed=0, random_episodes=2)  # what make_fixture.py used
+
+
+def fixture_suite():
+    return load_suite(str(FIXTURE / "suite.toml"))
+
+
+def test_the_report_regenerates_from_committed_records_alone(tmp_path):
+    suite = fixture_suite()
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE / "results", results)
+    build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "report", SETTINGS,
+                 suite.description)
+    expected = sorted(p.name for p in (FIXTURE / "expected").iterdir())
+    assert expected == sorted(p.name for p in (tmp_path / "report").iterdir() if p.name != "figures")
+    for name in expected:  # byte-identical tables, index and summary
+        assert (tmp_path / "report" / name).read_bytes() == (FIXTURE / "expected" / name).read_bytes(), name
+    paper = pd.read_csv(tmp_path / "report" / "table_paper.csv")
+    assert list(paper.columns) == ["Algo", "Task", "Actor sp.", "Critic sp.", "Size", "Train FLOPs", "Infer. FLOPs",
+                                   "sb3", "static", "rigl", "rlx2"]
+    # hand-made finals: dense 1000, 1100, 900 (mean 1000); static 600, 700, 500; rigl 800, 900, 700
+    assert paper.static[0].startswith("60.0 [") and paper.rigl[0].startswith("80.0 [")
+    assert paper.Size[0] == "0.040x" and paper["Actor sp."][0] == "98%"
+    ordering = pd.read_csv(tmp_path / "report" / "table_ordering.csv")
+    assert ordering[ordering["Paper's order"].str.startswith("rlx2 (97.0) > rigl")].Verdict.tolist() == ["holds"]
+    sb3 = pd.read_csv(tmp_path / "report" / "table_sb3.csv")
+    assert sb3["Final scores by seed"].tolist() == ["1000.0, 1100.0, 900.0", "950.0, 1050.0, 1000.0"]
+    assert sb3.Verdict[0] == "no clear difference"
+    index = (tmp_path / "report" / "index.md").read_text()
+    for name in ("learning_curves", "intervals_td3", "performance_profiles_td3", "probability_of_improvement_td3",
+                 "score_vs_size", "score_vs_training_flops"):
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "report" / "figures" / f"{name}.{ext}").stat().st_size > 1_000
+        assert f"![{name}](figures/{name}.png)\n\n*" in index  # each figure has a caption under it
+
+
+def test_when_dense_does_not_beat_the_random_policy_ratios_are_not_findings(tmp_path):
+    from make_fixture import FINALS, write_records
+
+    suite = fixture_suite()
+    finals = {**FINALS, "dense": [20.0, 5.0, 12.0]}  # a random policy scores ~64 on Hopper
+    write_records(tmp_path / "results", suite.runs, finals)
+    build_report(suite.name, suite.profile, list(suite.runs), tmp_path / "results", tmp_path / "report", SETTINGS)
+    index = (tmp_path / "report" / "index.md").read_text()
+    assert "not reported: dense does not clearly beat the random policy" in index
+    paper = pd.read_csv(tmp_path / "report" / "table_paper.csv")
+    assert set(paper.loc[0, ["static", "rigl", "rlx2"]]) == {"n/a (see reference returns)"}
+    assert not (tmp_path / "report" / "table_aggregate.csv").exists()  # no normalised scores either
+    assert "## Aggregate metrics\n\nNot reported" in index
+    assert (tmp_path / "report" / "table_ordering.csv").exists()  # raw-score comparisons still stand
+
+
+def test_normalised_scores_never_invert_the_ordering_of_raw_scores():
+    from rlx2.report import DenseReference, normalised_scores
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        random_return, dense_mean = rng.normal(0, 100), rng.normal(0, 300)
+        spread = abs(rng.normal(0, 100))
+        ref = DenseReference(random_return, dense_mean, dense_mean - spread, dense_mean + spread, 3)
+        rows = [{"algo": "td3", "task": "T", "method": m, "seed": k, "score": float(rng.normal(0, 500))}
+                for m in ("dense", "a", "b") for k in range(3)]
+        finals = pd.DataFrame(rows)
+        scores = normalised_scores(finals, {("td3", "T"): ref})
+        if ref.problem is not None:
+            assert scores == {}  # not normalised at all
+            continue
+        raw = finals.sort_values(["method", "seed"]).score.to_numpy()
+        flat = np.concatenate([scores["td3"][m][:, 0] for m in sorted(scores["td3"])])
+        assert np.array_equal(np.argsort(raw, kind="stable"), np.argsort(flat, kind="stable")), trial
+
+
+def test_a_report_never_replaces_a_fuller_one_unless_forced(tmp_path):
+    from rlx2.report import ReportRefused
+
+    suite = fixture_suite()
+    out = tmp_path / "report"
+    build_report(suite.name, suite.profile, list(suite.runs), FIXTURE / "results", out, SETTINGS)
+    (out / "stale.txt").write_text("left over from an older report format")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportRefused, match="15 finished runs; this one would have 0 of 15"):
+        build_report(suite.name, suite.profile, list(suite.runs), tmp_path / "empty", out, SETTINGS)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # untouched
+    summary = build_report(suite.name, suite.profile, list(suite.runs), tmp_path / "empty", out, SETTINGS, force=True)
+    assert summary["finished"] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["index.md", "runs.csv", "summary.json"]  # nothing stale
+    assert "No run of this profile has finished yet" in (out / "index.md").read_text()
+    assert not list(tmp_path.glob(".report*"))  # no staging directory left behind
+
+
+def test_report_cli_errors_on_a_missing_results_directory_and_on_missing_runs(tmp_path, capsys):
+    from rlx2.cli import main
+
+    suite_file = str(FIXTURE / "suite.toml")
+    with pytest.raises(SystemExit) as info:
+        main(["report", suite_file, "--results", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")])
+    assert info.value.code == 2 and "nowhere" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE / "results", results)
+    shutil.rmtree(results / "td3/Hopper-v5/rigl/seed-2")
+    args = ["report", suite_file, "--results", str(results), "--out", str(tmp_path / "r"), "--reps", "100"]
+    assert main(args) == 1 and "--allow-missing" in capsys.readouterr().err
+    assert main([*args, "--allow-missing"]) == 0
+
+
+def test_a_wrong_typed_result_is_a_corrupt_run_not_a_crash(tmp_path, capsys):
+    from rlx2.cli import main
+
+    suite = fixture_suite()
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE / "results", results)
+    record = results / "td3/Hopper-v5/static/seed-0/result.json"
+    record.write_text(record.read_text().replace('"final_score": 600.0', '"final_score": "600"'))
+    summary = build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "r", SETTINGS)
+    assert summary["missing"] == ["td3/Hopper-v5/static/seed-0"]
+    assert "corrupt result record: final_score='600': not a finite number" in (tmp_path / "r" / "index.md").read_text()
+    assert main(["suite", "status", str(FIXTURE / "suite.toml"), "--results", str(results)]) == 0
+    assert "td3/Hopper-v5/static/seed-0  corrupt" in capsys.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def fixture_results(tmp_path_factory):
     """A tiny real suite (TD3 Hopper-v5, dense / static / rlx2, 2 seeds) run by the local executor."""
@@ -55,47 +181,23 @@ def fixture_results(tmp_path_factory):
     return suite, root / "results"
 
 
-def test_report_tables_have_the_paper_layout_and_are_byte_identical(fixture_results, tmp_path):
+def test_a_report_of_real_runs_is_byte_identical_and_names_missing_runs(fixture_results, tmp_path):
     suite, results = fixture_results
     settings = ReportSettings(reps=200, seed=0, random_episodes=2)
     build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "a", settings)
     build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "b", settings)
-    for name in ("table_paper.md", "table_paper.tex", "table_paper.csv", "table_aggregate.md", "table_vs_paper.md",
-                 "runs.csv", "index.md"):
-        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text(), name
-    paper = pd.read_csv(tmp_path / "a" / "table_paper.csv")
-    assert list(paper.columns) == ["Algo", "Task", "Actor sp.", "Critic sp.", "Size", "Train FLOPs", "Infer. FLOPs",
-                                   "static", "rlx2"]
-    assert paper.Task.tolist() == ["Hopper-v5", "Average"]
-    # 64-wide networks at 90/85 %: 0.1336 of the dense weights with the reference's per-layer count n - int(S n)
-    assert paper["Actor sp."][0] == "90%" and paper.Size[0] == "0.134x"
-    tex = (tmp_path / "a" / "table_paper.tex").read_text()
-    assert r"\toprule" in tex and r"\bottomrule" in tex and r"90\%" in tex
-    aggregate = pd.read_csv(tmp_path / "a" / "table_aggregate.csv")
-    assert aggregate.Method.tolist() == ["dense", "static", "rlx2"]
-    assert aggregate.IQM[0].startswith("1.00")  # dense normalised to itself
-    versus = (tmp_path / "a" / "table_vs_paper.md").read_text()
-    assert "| TD3 | rlx2 |" in versus and "99.7" in versus
+    names = sorted(p.name for p in (tmp_path / "a").iterdir() if p.is_file())
+    assert "runs.csv" in names and "table_references.md" in names
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     runs = pd.read_csv(tmp_path / "a" / "runs.csv")
     assert set(runs.metric) == {"eval_return", "final_score"} and len(runs[runs.metric == "final_score"]) == 6
-
-
-def test_report_names_missing_runs_and_writes_figures(fixture_results, tmp_path):
-    suite, results = fixture_results
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
     missing = next(c for c in suite.runs if c.method == "static" and c.seed == 1)
     (copy / run_id(missing) / "result.json").unlink()
-    summary = build_report(suite.name, suite.profile, list(suite.runs), copy, tmp_path / "r",
-                           ReportSettings(reps=200, seed=0, random_episodes=2))
+    summary = build_report(suite.name, suite.profile, list(suite.runs), copy, tmp_path / "r", settings)
     assert summary["missing"] == [run_id(missing)] and summary["finished"] == 5
     index = (tmp_path / "r" / "index.md").read_text()
     assert "## Missing runs" in index and f"`{run_id(missing)}`" in index and "5 of 6 finished" in index
     assert "## Reference returns" in index and "| TD3 | Hopper-v5 |" in index
-    figures = sorted(p.name for p in (tmp_path / "r" / "figures").iterdir())
-    for name in ("learning_curves", "intervals_td3", "performance_profiles_td3", "probability_of_improvement_td3",
-                 "score_vs_size", "score_vs_training_flops"):
-        for ext in ("png", "pdf"):
-            assert f"{name}.{ext}" in figures
-            assert (tmp_path / "r" / "figures" / f"{name}.{ext}").stat().st_size > 1_000
-        assert f"![{name}](figures/{name}.png)" in index
