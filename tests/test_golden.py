@@ -1,0 +1,52 @@
+"""Results unchanged: short real runs reproduce the committed golden records exactly.
+
+Refactors must not change results. The golden runs (tests/fixtures/golden/make_golden.py:
+TD3 and SAC x rlx2, pruning, distillation) are trained again and must give byte-identical
+evaluations.csv and topology.csv and exactly equal model.pt tensors. A change meant to
+change results regenerates the fixture in its own commit, saying so.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+sys.path.insert(0, str(GOLDEN))
+
+from make_golden import KEPT, RUNS, golden_config, machine, train_all  # noqa: E402
+
+from rlx2.config import run_id  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    recorded = json.loads((GOLDEN / "machine.json").read_text())
+    if recorded != machine():
+        pytest.skip(f"golden records were made with {recorded}; this machine is {machine()} (float kernels differ)")
+    out = tmp_path_factory.mktemp("golden")
+    train_all(out)
+    return out
+
+
+@pytest.mark.parametrize(("algo", "method"), RUNS)
+def test_runs_reproduce_the_golden_records(trained, algo, method):
+    run = run_id(golden_config(algo, method))
+    for name in KEPT[:2]:
+        assert (trained / run / name).read_bytes() == (GOLDEN / run / name).read_bytes(), f"{run}/{name} changed"
+    got = torch.load(trained / run / "model.pt", weights_only=True)
+    want = torch.load(GOLDEN / run / "model.pt", weights_only=True)
+
+    def flat(state, prefix=""):
+        for key, value in state.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    got, want = dict(flat(got)), dict(flat(want))
+    assert sorted(got) == sorted(want)
+    for key, tensor in want.items():
+        assert torch.equal(got[key], tensor), f"{run}/model.pt: {key} changed"
