@@ -1,8 +1,13 @@
 """``RunConfig``: every setting of one training run, with the spec's defaults.
 
-One dataclass is the single source of truth: the ``rlx2 run`` flags are generated from its
-fields (``warmup_steps`` -> ``--warmup-steps``) and their ``help`` metadata, and the resolved
-copy is saved with every run. Fields left at ``None`` are filled in when a run is resolved:
+One typed dataclass is the single source of truth: the ``rlx2 run`` flags are generated from
+its fields (``warmup_steps`` -> ``--warmup-steps``) and their ``help`` metadata, suite files
+and ``rlx2 run --config`` files are checked against the same types, and the resolved copy
+is saved with every run. Types, finite numbers, ranges and sane upper bounds are declared
+on the fields and enforced by pydantic, wherever a config comes from (a flag, a TOML file,
+a saved ``config.json``), before anything is written; ``RunConfig.json_schema()`` (and
+``rlx2 schema``) publishes them. Checks across fields, which need the budget resolved,
+live in ``validate``. Every failure is a ``ConfigError``: one line ``field=value: reason``. Fields left at ``None`` are filled in when a run is resolved:
 by the budget (``resolve_budget``, below), the method (``n_step``, ``dynamic_buffer``) or
 the algorithm (buffer capacity).
 
@@ -20,11 +25,14 @@ Settings given explicitly (a flag, a suite file) are never scaled; ``config.json
 records which ones were (``scaled_to_budget``).
 """
 
-from __future__ import annotations
-
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+import math
+import typing
+from dataclasses import field
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 from rlx2.sparse.backend import BACKENDS, CSR_MAX_DENSITY
 
@@ -43,24 +51,14 @@ BUDGET_SCALED = {
     "checkpoint_every": (50_000, 1_000),
     "log_every": (1_000, 100),
 }
-#: Settings with a fixed set of values; the first is the default (the reference implementation's behaviour).
-CHOICES: dict[str, tuple[str, ...]] = {
-    "sparsity_distribution": ("er", "uniform"),
-    "mask_init": ("magnitude", "random"),
-    "regrow": ("keep", "reset"),
-    "grown_adam": ("keep", "zero"),
-    "critic_grow_gradient": ("reference", "critic-loss"),
-    "sac_explore": ("mean", "sample"),
-    "sac_log_std": ("tanh", "clamp"),
-    "alpha_loss": ("reference", "log-alpha"),
-    "buffer_rule": ("reference", "paper"),
-    "policy_distance": ("reference", "paper"),
-    "sparse_backend": BACKENDS,
-}
 #: The dynamic buffer's minimum never scales below this many transitions.
 BUFFER_MIN_FLOOR = 1_000
 #: The final score averages this fraction of a run's evaluations (30 of the paper's 600), at least FINAL_MIN.
 FINAL_FRACTION, FINAL_MIN = 0.05, 3
+#: Sane upper bounds: a setting beyond them is a typo, not an experiment.
+MAX_STEPS = 100_000_000
+MAX_SEED = 999_999_999
+MAX_WIDTH = 16_384
 
 
 def scaled_value(name: str, steps: int) -> int:
@@ -87,70 +85,95 @@ class ConfigError(ValueError):
         super().__init__(f"{name.replace('_', '-')}={value!r}: {expected}")
 
 
+def _number(value: Any) -> Any:
+    """Floats accept ints (``gamma = 1``) but not booleans or strings (``lr = "abc"``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a number")
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _int(**bounds: int) -> Any:
+    """An integer (not a bool, not a float such as 64.5 or 500.0) within ``bounds``."""
+    return Annotated[int, Strict(), Field(**bounds)]
+
+
+def _float(**bounds: float) -> Any:
+    """A finite number within ``bounds``."""
+    return Annotated[float, Field(allow_inf_nan=False, **bounds), BeforeValidator(_number)]
+
+
+Steps = _int(ge=1, le=MAX_STEPS)
+Interval = _int(ge=1, le=MAX_STEPS)  # environment or optimiser steps between two events
+Fraction = _float(ge=0.0, lt=1.0)
+Flag = Annotated[bool, Strict()]
+
+
 def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", strict=False))
 class RunConfig:
     """One run: algorithm x task x method x seed, and every hyperparameter (spec sections 2-7)."""
 
-    algo: str = _f("td3", "agent: td3 or sac")
-    env: str = _f("Hopper-v5", "any gymnasium task id with a continuous (Box) action space")
-    method: str = _f("rlx2", "registered method name (see `rlx2 methods`)")
-    seed: int = _f(0, "seed of this run's generators, environment and initial masks")
-    steps: int = _f(3_000_000, "environment steps in total, warm-up included")
-    actor_sparsity: float = _f(0.9, "fraction of the actor's weights that are zero, in [0, 1)")
-    critic_sparsity: float = _f(0.85, "fraction of the critic's weights (both Q nets) that are zero, in [0, 1)")
-    sparsity_distribution: str = _f("er", "how a network's sparsity is split over layers: er or uniform")
-    mask_init: str = _f("magnitude", "initial masks: magnitude (reference: each layer keeps its largest initial "
+    algo: Literal["td3", "sac"] = _f("td3", "agent: td3 or sac")
+    env: Annotated[str, Strict(), Field(min_length=1)] = _f("Hopper-v5", "any gymnasium task id with a continuous (Box) action space")
+    method: Annotated[str, Strict(), Field(min_length=1)] = _f("rlx2", "registered method name (see `rlx2 methods`)")
+    seed: _int(ge=0, le=MAX_SEED) = _f(0, "seed of this run's generators, environment and initial masks")
+    steps: Steps = _f(3_000_000, "environment steps in total, warm-up included")
+    actor_sparsity: Fraction = _f(0.9, "fraction of the actor's weights that are zero, in [0, 1)")
+    critic_sparsity: Fraction = _f(0.85, "fraction of the critic's weights (both Q nets) that are zero, in [0, 1)")
+    sparsity_distribution: Literal["er", "uniform"] = _f("er", "how a network's sparsity is split over layers: er or uniform")
+    mask_init: Literal["magnitude", "random"] = _f("magnitude", "initial masks: magnitude (reference: each layer keeps its largest initial "
                                      "weights) or random (uniformly chosen)")
-    hidden_sizes: tuple[int, ...] = _f((256, 256), "hidden widths of every network")
-    warmup_steps: int | None = _f(None, "random-action steps before learning starts (default: 25 000 x steps/3M, at least 1 000)")
-    batch_size: int = _f(256, "minibatch size")
-    gamma: float = _f(0.99, "discount factor")
-    tau: float = _f(0.005, "Polyak rate of target networks")
-    lr: float = _f(3e-4, "Adam learning rate of every network (and SAC's temperature)")
-    exploration_noise: float = _f(0.1, "TD3: std of Gaussian action noise, as a fraction of the action range")
-    target_noise: float = _f(0.2, "TD3: std of target policy smoothing noise")
-    target_noise_clip: float = _f(0.5, "TD3: clip of target policy smoothing noise")
-    policy_delay: int = _f(2, "TD3: critic updates per actor and target update")
-    sac_explore: str = _f("mean", "SAC: act during training with the mean action (reference) or a sample of the policy")
-    sac_log_std: str = _f("tanh", "SAC: log-std = -5 + 3.5 (tanh(raw) + 1) (reference) or raw clamped to [-5, 2]")
-    alpha_loss: str = _f("reference", "SAC temperature loss: reference, mean(alpha (-log pi - target entropy)), or "
+    hidden_sizes: Annotated[tuple[_int(ge=1, le=MAX_WIDTH), ...], Field(min_length=1, max_length=8)] = _f((256, 256), "hidden widths of every network")
+    warmup_steps: _int(ge=0, le=MAX_STEPS) | None = _f(None, "random-action steps before learning starts (default: 25 000 x steps/3M, at least 1 000)")
+    batch_size: _int(ge=1, le=65_536) = _f(256, "minibatch size")
+    gamma: _float(gt=0.0, le=1.0) = _f(0.99, "discount factor")
+    tau: _float(gt=0.0, le=1.0) = _f(0.005, "Polyak rate of target networks")
+    lr: _float(gt=0.0, le=1.0) = _f(3e-4, "Adam learning rate of every network (and SAC's temperature)")
+    exploration_noise: _float(ge=0.0, le=1e3) = _f(0.1, "TD3: std of Gaussian action noise, as a fraction of the action range")
+    target_noise: _float(ge=0.0, le=1e3) = _f(0.2, "TD3: std of target policy smoothing noise")
+    target_noise_clip: _float(ge=0.0, le=1e3) = _f(0.5, "TD3: clip of target policy smoothing noise")
+    policy_delay: _int(ge=1, le=1_000) = _f(2, "TD3: critic updates per actor and target update")
+    sac_explore: Literal["mean", "sample"] = _f("mean", "SAC: act during training with the mean action (reference) or a sample of the policy")
+    sac_log_std: Literal["tanh", "clamp"] = _f("tanh", "SAC: log-std = -5 + 3.5 (tanh(raw) + 1) (reference) or raw clamped to [-5, 2]")
+    alpha_loss: Literal["reference", "log-alpha"] = _f("reference", "SAC temperature loss: reference, mean(alpha (-log pi - target entropy)), or "
                                       "log-alpha, mean(-log alpha (log pi + target entropy)), whose gradient is "
                                       "1/alpha times the reference's")
-    delta: int | None = _f(None, "optimiser steps of a network between topology updates (default: 10 000 x steps/3M, at least 100)")
-    zeta: float = _f(0.5, "initial fraction of active weights replaced per topology update")
-    regrow: str = _f("keep", "a weight dropped and regrown in one topology update: keep (reference: its value and "
+    delta: Interval | None = _f(None, "optimiser steps of a network between topology updates (default: 10 000 x steps/3M, at least 100)")
+    zeta: _float(ge=0.0, le=1.0) = _f(0.5, "initial fraction of active weights replaced per topology update")
+    regrow: Literal["keep", "reset"] = _f("keep", "a weight dropped and regrown in one topology update: keep (reference: its value and "
                              "optimiser state) or reset (to zero, as a new connection)")
-    grown_adam: str = _f("keep", "Adam moments of newly grown connections: keep (reference: never reset) or zero")
-    critic_grow_gradient: str = _f("reference", "the critic's grow score: reference (critic-loss gradient plus the "
+    grown_adam: Literal["keep", "zero"] = _f("keep", "Adam moments of newly grown connections: keep (reference: never reset) or zero")
+    critic_grow_gradient: Literal["reference", "critic-loss"] = _f("reference", "the critic's grow score: reference (critic-loss gradient plus the "
                                                 "actor loss's gradient through the critic from the iteration before, "
                                                 "which the reference accumulates; SAC always, TD3 when delta is odd) "
                                                 "or critic-loss")
-    t_end: int | None = _f(None, "last training iteration with topology updates (default: steps - warmup)")
-    n_step: int | None = _f(None, "n of the multi-step TD target (default: the method's)")
-    nstep_delay: int | None = _f(None, "training iterations with 1-step targets before n-step ones (default: 300 000 x steps/3M)")
-    dynamic_buffer: bool | None = _f(None, "shrink the replay buffer when it is too off-policy (default: the method's)")
-    buffer_max: int | None = _f(None, "replay capacity (upper bound); default td3 1e6, sac 3e6")
-    buffer_min: int | None = _f(None, "the dynamic buffer shrinks only while larger than this (default: td3 1e5, sac 2e5, x steps/3M, at least 1 000)")
-    buffer_threshold: float = _f(0.2, "policy distance above which the dynamic buffer shrinks")
-    buffer_check_every: int | None = _f(None, "environment steps between dynamic-buffer checks (default: 10 000 x steps/3M, at least 500)")
-    buffer_rule: str = _f("reference", "reference: drop oldest 10%; paper: pop until the distance is below threshold")
-    policy_distance: str = _f("reference", "reference: mean squared action gap / 2; paper: mean L2 norm (Eq. 6)")
-    eval_every: int | None = _f(None, "environment steps between evaluations (default: 5 000 x steps/3M, at least 500)")
-    eval_episodes: int = _f(10, "episodes per evaluation (deterministic policy, env seeded seed+100)")
-    final_window: int | None = _f(None, "final score = mean of the last K evaluations (default: the last 5 %, at least 3)")
-    log_every: int | None = _f(None, "environment steps between rows of training diagnostics (default: 1 000 x steps/3M, at least 100)")
-    checkpoint_every: int | None = _f(None, "environment steps between checkpoints, each taken at the next episode end "
+    t_end: Interval | None = _f(None, "last training iteration with topology updates (default: steps - warmup)")
+    n_step: _int(ge=1, le=100) | None = _f(None, "n of the multi-step TD target (default: the method's)")
+    nstep_delay: _int(ge=0, le=MAX_STEPS) | None = _f(None, "training iterations with 1-step targets before n-step ones (default: 300 000 x steps/3M)")
+    dynamic_buffer: Flag | None = _f(None, "shrink the replay buffer when it is too off-policy (default: the method's)")
+    buffer_max: _int(ge=1, le=MAX_STEPS) | None = _f(None, "replay capacity (upper bound); default td3 1e6, sac 3e6")
+    buffer_min: _int(ge=1, le=MAX_STEPS) | None = _f(None, "the dynamic buffer shrinks only while larger than this (default: td3 1e5, sac 2e5, x steps/3M, at least 1 000)")
+    buffer_threshold: _float(ge=0.0, le=1e6) = _f(0.2, "policy distance above which the dynamic buffer shrinks")
+    buffer_check_every: Interval | None = _f(None, "environment steps between dynamic-buffer checks (default: 10 000 x steps/3M, at least 500)")
+    buffer_rule: Literal["reference", "paper"] = _f("reference", "reference: drop oldest 10%; paper: pop until the distance is below threshold")
+    policy_distance: Literal["reference", "paper"] = _f("reference", "reference: mean squared action gap / 2; paper: mean L2 norm (Eq. 6)")
+    eval_every: Interval | None = _f(None, "environment steps between evaluations (default: 5 000 x steps/3M, at least 500)")
+    eval_episodes: _int(ge=1, le=10_000) = _f(10, "episodes per evaluation (deterministic policy, env seeded seed+100)")
+    final_window: _int(ge=1, le=MAX_STEPS) | None = _f(None, "final score = mean of the last K evaluations (default: the last 5 %, at least 3)")
+    log_every: Interval | None = _f(None, "environment steps between rows of training diagnostics (default: 1 000 x steps/3M, at least 100)")
+    checkpoint_every: Interval | None = _f(None, "environment steps between checkpoints, each taken at the next episode end "
                                             "(default: 50 000 x steps/3M, at least 1 000)")
-    torch_threads: int = _f(1, "torch intra-op threads for this run")
-    sparse_backend: str = _f("auto", f"how masked layers compute: auto (CSR kernels for layers of density <= {CSR_MAX_DENSITY}), "
+    torch_threads: _int(ge=1, le=256) = _f(1, "torch intra-op threads for this run")
+    sparse_backend: Literal["auto", "masked-dense", "csr"] = _f("auto", f"how masked layers compute: auto (CSR kernels for layers of density <= {CSR_MAX_DENSITY}), "
                                      "masked-dense (the reference) or csr; results agree within float tolerance")
-    tensorboard: bool = _f(False, "also write diagnostics and evaluations as TensorBoard events in <run>/tensorboard")
+    tensorboard: Flag = _f(False, "also write diagnostics and evaluations as TensorBoard events in <run>/tensorboard")
 
-    def replace(self, **changes: Any) -> RunConfig:
+    def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,22 +182,45 @@ class RunConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """A config from untrusted input (flags, a TOML table, JSON): every type and range checked.
+
+        Raises ``ConfigError`` naming the first bad setting and its value.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError("config", data, "must be a table of settings")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(unknown[0], data[unknown[0]], "unknown setting")
         data = dict(data)
-        if "hidden_sizes" in data:
+        if isinstance(data.get("hidden_sizes"), list):
             data["hidden_sizes"] = tuple(data["hidden_sizes"])
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            raise config_error(exc, data) from None
 
     @classmethod
-    def saved_matches(cls, saved: dict[str, Any], wanted: RunConfig) -> list[str]:
+    def json_schema(cls) -> dict[str, Any]:
+        """The JSON schema of a run's settings (types, ranges, choices), generated from the fields."""
+        schema = TypeAdapter(cls).json_schema()
+        for f in dataclasses.fields(cls):
+            schema["properties"][f.name]["description"] = f.metadata["help"]
+        return schema
+
+    @classmethod
+    def choices(cls, name: str) -> tuple[str, ...] | None:
+        """The allowed values of a setting with a fixed set of them (the first is the default), else None."""
+        hint = typing.get_type_hints(cls)[name]
+        return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
+
+    @classmethod
+    def saved_matches(cls, saved: dict[str, Any], wanted: "RunConfig") -> list[str]:
         """Settings where a saved config differs from ``wanted`` (settings added since count as defaults)."""
         try:
             restored = cls.from_dict(saved).to_dict()
-        except (ConfigError, TypeError):
+        except ConfigError:
             return ["(unreadable config)"]
         target = wanted.to_dict()
         return sorted(k for k in target if restored.get(k) != target[k])
@@ -186,7 +232,7 @@ class RunConfig:
         """The budget-dependent settings this config leaves to the budget-scaling rule."""
         return [name for name in self.BUDGET_FIELDS if getattr(self, name) is None]
 
-    def resolve_budget(self) -> RunConfig:
+    def resolve_budget(self) -> "RunConfig":
         """Fill every unset budget-dependent setting by the budget-scaling rule (module docstring)."""
         values = {name: scaled_value(name, self.steps) for name in BUDGET_SCALED if getattr(self, name) is None}
         cfg = self.replace(**values)
@@ -208,69 +254,50 @@ class RunConfig:
         return max(0, self.steps - warmup)
 
     def validate(self) -> None:
-        """Check every value that does not need the method registry or an environment.
+        """Check what the field types cannot: relations between settings, as the run will use them.
 
-        Budget-dependent settings are checked as the run will use them (scaled where unset).
+        Budget-dependent settings are checked after scaling (where unset). Types, ranges and
+        choices were checked when the config was made.
         """
-        if not isinstance(self.steps, int) or self.steps <= 0:
-            raise ConfigError("steps", self.steps, "must be a positive integer")
-        self.resolve_budget()._validate()
-
-    def _validate(self) -> None:
-        if self.algo not in ALGOS:
-            raise ConfigError("algo", self.algo, f"must be one of {', '.join(ALGOS)}")
-        for name in ("actor_sparsity", "critic_sparsity"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ConfigError(name, value, "must be in [0, 1)")
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(name, getattr(self, name), f"must be one of {', '.join(allowed)}")
-        positive = ("steps", "batch_size", "policy_delay", "delta", "eval_every", "eval_episodes",
-                    "final_window", "log_every", "torch_threads", "buffer_check_every", "checkpoint_every")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(name, getattr(self, name), "must be a positive integer")
-        if self.seed < 0:
-            raise ConfigError("seed", self.seed, "must be >= 0")
-        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
-            raise ConfigError("warmup_steps", self.warmup_steps, f"must be in [0, steps={self.steps})")
-        if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
-            raise ConfigError("hidden_sizes", self.hidden_sizes, "must be one or more positive widths")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ConfigError("gamma", self.gamma, "must be in (0, 1]")
-        if not 0.0 < self.tau <= 1.0:
-            raise ConfigError("tau", self.tau, "must be in (0, 1]")
-        if self.lr <= 0:
-            raise ConfigError("lr", self.lr, "must be positive")
-        if not 0.0 <= self.zeta <= 1.0:
-            raise ConfigError("zeta", self.zeta, "must be in [0, 1]")
-        for name in ("exploration_noise", "target_noise", "target_noise_clip", "buffer_threshold", "nstep_delay"):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, getattr(self, name), "must be >= 0")
-        if self.t_end <= 0:
-            raise ConfigError("t_end", self.t_end, "must be positive")
-        evaluations = evaluation_count(self.steps, self.eval_every)
-        if self.final_window > evaluations:
-            raise ConfigError("final_window", self.final_window,
-                              f"must be <= the run's {evaluations} evaluations (steps={self.steps}, "
-                              f"eval-every={self.eval_every})")
-        if self.n_step is not None and self.n_step < 1:
-            raise ConfigError("n_step", self.n_step, "must be >= 1")
-        for name in ("buffer_max", "buffer_min"):
-            value = getattr(self, name)
-            if value <= 0:
-                raise ConfigError(name, value, "must be a positive integer")
-        if self.buffer_min > self.buffer_max:
-            raise ConfigError("buffer_min", self.buffer_min, f"must be <= buffer-max={self.buffer_max}")
-        if self.tensorboard:
+        cfg = self.resolve_budget()
+        if cfg.warmup_steps >= cfg.steps:
+            raise ConfigError("warmup_steps", cfg.warmup_steps, f"must be < steps={cfg.steps}")
+        for name in ("t_end", "nstep_delay", "delta", "eval_every", "buffer_check_every", "log_every",
+                     "checkpoint_every"):
+            if getattr(self, name) is not None and getattr(self, name) > cfg.steps:
+                raise ConfigError(name, getattr(self, name), f"must be <= steps={cfg.steps}")
+        evaluations = evaluation_count(cfg.steps, cfg.eval_every)
+        if cfg.final_window > evaluations:
+            raise ConfigError("final_window", cfg.final_window,
+                              f"must be <= the run's {evaluations} evaluations (steps={cfg.steps}, "
+                              f"eval-every={cfg.eval_every})")
+        if cfg.buffer_min > cfg.buffer_max:
+            raise ConfigError("buffer_min", cfg.buffer_min, f"must be <= buffer-max={cfg.buffer_max}")
+        if cfg.buffer_max < cfg.batch_size:
+            raise ConfigError("buffer_max", cfg.buffer_max, f"must be >= batch-size={cfg.batch_size}")
+        if cfg.tensorboard:
             try:
                 import tensorboard  # noqa: F401
             except ImportError:
                 raise ConfigError("tensorboard", True,
                                   "needs the tensorboard package (pip install 'rlx2[tensorboard]')") from None
-        if self.buffer_max < self.batch_size:
-            raise ConfigError("buffer_max", self.buffer_max, f"must be >= batch-size={self.batch_size}")
+
+
+def config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
+    """The first error of a pydantic validation as a ``ConfigError`` (``field=value: reason``)."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else "config"
+    value = data.get(name, error.get("input"))
+    reason = error["msg"]
+    if reason.startswith("Value error, "):
+        reason = reason[len("Value error, "):]
+    return ConfigError(name, value, reason[0].lower() + reason[1:])
+
+
+#: Settings with a fixed set of values; the first is the default (the reference implementation's behaviour).
+CHOICES: dict[str, tuple[str, ...]] = {
+    f.name: RunConfig.choices(f.name) for f in dataclasses.fields(RunConfig) if RunConfig.choices(f.name)
+}
 
 
 def run_id(cfg: RunConfig) -> str:

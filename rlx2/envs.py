@@ -8,11 +8,14 @@ import numpy as np
 from rlx2.config import ConfigError
 
 
-def make_env(env_id: str) -> gym.Env:
+def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     """Make ``env_id`` and check it is a continuous-control task rlx2 can train on."""
     if env_id not in gym.registry:
         raise ConfigError("env", env_id, "not a registered gymnasium task id")
-    env = gym.make(env_id)
+    try:
+        env = gym.make(env_id, render_mode=render_mode)
+    except Exception as exc:  # noqa: BLE001 - a registered task whose own dependencies are missing, ...
+        raise ConfigError("env", env_id, f"cannot be made: {type(exc).__name__}: {exc}") from None
     action_space, obs_space = env.action_space, env.observation_space
     if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:
         env.close()

@@ -24,6 +24,8 @@ from rlx2.records import CHECKPOINT_FILE, RunDirectory
 from rlx2.worker import EXIT_DIVERGED, EXIT_LOCKED
 
 LOG_FILE = "worker.log"
+#: What ``run_state`` can say of a run.
+STATES = ("done", "running", "corrupt", "failed", "partial", "pending")
 
 
 @dataclass
@@ -77,6 +79,22 @@ def steps_logged(run_dir: RunDirectory) -> int:
         return int(last.split(",", 1)[0])
     except (OSError, IndexError, ValueError):
         return 0
+
+
+def execute(executor, runs: list[RunConfig], results: Path, modules: tuple[str, ...] = (), *,
+            retry_failed: bool = False) -> Outcome:
+    """Run a suite's runs with ``executor``; runs recorded as diverged are skipped (and count as failed)
+    unless ``retry_failed``, since rerunning the same settings would diverge again."""
+    skipped: dict[str, str] = {}
+    if not retry_failed:
+        for cfg in runs:
+            failure = RunDirectory(results / run_id(cfg)).failure()
+            if failure and failure.get("kind") == "diverged":
+                skipped[run_id(cfg)] = f"diverged earlier: {failure.get('reason')} (--retry-failed reruns it)"
+    outcome = executor.run([cfg for cfg in runs if run_id(cfg) not in skipped], results, modules)
+    outcome.total = len(runs)
+    outcome.failed.update(skipped)
+    return outcome
 
 
 def check_results_match(runs: list[RunConfig], results: Path) -> None:

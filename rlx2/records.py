@@ -26,6 +26,8 @@ import math
 import os
 import platform
 import subprocess
+import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -63,20 +65,51 @@ def result_problem(record: Any) -> str | None:
     return None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: never half-written."""
+def writable_directory(path: Path) -> str | None:
+    """Why files cannot be created at or under ``path`` (None: they can), found before anything is written.
+
+    Checks the nearest existing ancestor: a file in the way, or a directory this process
+    cannot write in (read-only, immutable, no permission), tried with a temporary file that
+    is removed at once.
+    """
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return f"cannot write in {existing} ({exc.strerror})"
+    return None
+
+
+def _write_atomically(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    """Write ``path`` through ``path.tmp`` and ``os.replace``: never half-written; on any failure (a full
+    disk) the temporary file is removed and the error names ``path``."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not exc.filename:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (``_write_atomically``)."""
+    _write_atomically(path, lambda f: f.write(text), "w")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to ``path`` atomically; through a file object, so a full disk is an OSError (ENOSPC)."""
+    _write_atomically(path, lambda f: torch.save(obj, f), "wb")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -123,8 +156,11 @@ class CsvLog:
         self._file.flush()
 
     def write(self, row: dict[str, Any]) -> None:
-        self._writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
-        self._file.flush()
+        try:
+            self._writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
+            self._file.flush()
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), self._file.name) from exc
 
     def close(self) -> None:
         self._file.close()

@@ -16,13 +16,12 @@ follows (``rlx2.config``, ``RunConfig.resolve_budget``). Settings written in the
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlx2.config import ALGOS, ConfigError, RunConfig, run_id
+from rlx2.config import ALGOS, MAX_STEPS, ConfigError, RunConfig
 
 #: Where suite names are looked up: ./suites first, then the suites/ beside the package source.
 SUITES_DIRS = (Path("suites"), Path(__file__).resolve().parent.parent / "suites")
@@ -83,24 +82,28 @@ def _subset(path: Path, key: str, value: Any, allowed: list[str]) -> list[str]:
     return items
 
 
+#: Settings a suite's grid sets, so a settings table may not.
+GRID_KEYS = {"algo", "env", "method", "seed", "steps", "actor_sparsity", "critic_sparsity"}
+#: Sane upper bounds of a profile: more is a typo, not an experiment (and would not fit in memory).
+MAX_SEEDS, MAX_RUNS = 1_000, 100_000
+
+
 def _settings(path: Path, key: str, table: Any) -> dict[str, Any]:
+    """A settings table, every value checked against ``RunConfig``'s types and ranges."""
     if not isinstance(table, dict):
         raise SuiteError(path, key, table, "must be a table of run settings")
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
-    reserved = {"algo", "env", "method", "seed", "steps", "actor_sparsity", "critic_sparsity"}
     for name in table:
-        if name not in fields:
-            raise SuiteError(path, f"{key}.{name}", table[name], "unknown setting")
-        if name in reserved:
+        if name in GRID_KEYS:
             raise SuiteError(path, f"{key}.{name}", table[name], "is set by the suite grid, not in settings")
+    try:
+        RunConfig.from_dict(table)
+    except ConfigError as exc:
+        raise SuiteError(path, f"{key}.{exc.name}", exc.value, str(exc).split(": ", 1)[1]) from None
     return dict(table)
 
 
-def load_suite(name_or_path: str, profile: str | None = None) -> Suite:
-    """Read, validate and expand a suite file; raises SuiteError before anything runs."""
-    from rlx2.envs import make_env
-    from rlx2.methods import available_methods, load_module
-
+def read_suite_file(name_or_path: str) -> tuple[Path, dict[str, Any]]:
+    """The suite file's path and its parsed TOML, with only known top-level tables."""
     path = suite_path(name_or_path)
     if not path.is_file():
         known = ", ".join(p.stem for p in available_suites())
@@ -112,6 +115,11 @@ def load_suite(name_or_path: str, profile: str | None = None) -> Suite:
     for key in data:
         if key not in TOP_KEYS:
             raise SuiteError(path, key, data[key], f"unknown table; expected {sorted(TOP_KEYS)}")
+    return path, data
+
+
+def suite_head(path: Path, data: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
+    """The ``[suite]`` table and its algorithms, tasks and methods."""
     head = data.get("suite")
     if not isinstance(head, dict):
         raise SuiteError(path, "suite", head, "a [suite] table is required")
@@ -124,68 +132,91 @@ def load_suite(name_or_path: str, profile: str | None = None) -> Suite:
             raise SuiteError(path, "suite.algos", algo, f"unknown algorithm; expected one of {list(ALGOS)}")
     tasks = _list(path, "suite.tasks", head.get("tasks"))
     methods = _list(path, "suite.methods", head.get("methods"))
+    return head, algos, tasks, methods
+
+
+def check_methods(path: Path, methods: list[str]) -> None:
+    """Every method is registered (after the suite's own modules were loaded)."""
+    from rlx2.methods import available_methods
+
+    registered = available_methods()
+    for method in methods:
+        if method not in registered:
+            raise SuiteError(path, "suite.methods", method, f"unknown method; registered: {', '.join(registered)}")
+
+
+def suite_modules(path: Path, head: dict[str, Any]) -> list[str]:
+    """Load the suite's own method modules (``.py`` paths relative to the file); returns them resolved."""
+    from rlx2.methods import load_module
+
     modules = head.get("modules", [])
     if not isinstance(modules, list):
         raise SuiteError(path, "suite.modules", modules, "must be a list of module names or .py paths")
-    resolved_modules = []
+    resolved = []
     for module in modules:
         spec = str((path.parent / module).resolve()) if str(module).endswith(".py") else module
         try:
             load_module(spec)
         except ValueError as exc:
             raise SuiteError(path, "suite.modules", module, str(exc)) from None
-        resolved_modules.append(spec)
-    registered = available_methods()
-    for method in methods:
-        if method not in registered:
-            raise SuiteError(path, "suite.methods", method, f"unknown method; registered: {', '.join(registered)}")
+        resolved.append(spec)
+    return resolved
 
+
+def select_profile(path: Path, data: dict[str, Any], head: dict[str, Any], profile: str | None
+                   ) -> tuple[str, dict[str, Any]]:
+    """The chosen profile's name and table, its keys, budget and seed count checked."""
     profiles = data.get("profiles")
     if not isinstance(profiles, dict) or not profiles:
         raise SuiteError(path, "profiles", profiles, "at least one [profiles.<name>] table is required")
     profile = profile or head.get("default_profile") or next(iter(profiles))
     if profile not in profiles:
         raise SuiteError(path, "profile", profile, f"no such profile; the file has {sorted(profiles)}")
-    prof = profiles[profile]
-    where = f"profiles.{profile}"
+    prof, where = profiles[profile], f"profiles.{profile}"
     if not isinstance(prof, dict):
         raise SuiteError(path, where, prof, "must be a table")
     for key in prof:
         if key not in PROFILE_KEYS:
             raise SuiteError(path, f"{where}.{key}", prof[key], "unknown key")
-    steps, seeds = prof.get("steps"), prof.get("seeds")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
-        raise SuiteError(path, f"{where}.steps", steps, "must be a positive integer")
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds <= 0:
-        raise SuiteError(path, f"{where}.seeds", seeds, "must be a positive integer")
-    algos = _subset(path, f"{where}.algos", prof["algos"], algos) if "algos" in prof else algos
-    tasks = _subset(path, f"{where}.tasks", prof["tasks"], tasks) if "tasks" in prof else tasks
-    methods = _subset(path, f"{where}.methods", prof["methods"], methods) if "methods" in prof else methods
+    for key, limit in (("steps", MAX_STEPS), ("seeds", MAX_SEEDS)):
+        value = prof.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+            raise SuiteError(path, f"{where}.{key}", value, f"must be an integer in [1, {limit:,}]")
+    return profile, prof
 
-    checked_tasks: set[str] = set()
+
+def check_tasks(path: Path, tasks: list[str]) -> None:
+    """Every task is a gymnasium continuous-control task rlx2 can train on."""
+    from rlx2.envs import make_env
+
     for task in tasks:
-        if task not in checked_tasks:
-            try:
-                make_env(task).close()
-            except ConfigError as exc:
-                raise SuiteError(path, "suite.tasks", task, str(exc)) from None
-            checked_tasks.add(task)
+        try:
+            make_env(task).close()
+        except ConfigError as exc:
+            raise SuiteError(path, "suite.tasks", task, str(exc)) from None
 
-    sparsity = data.get("sparsity", {})
+
+def sparsities(path: Path, data: dict[str, Any], algos: list[str], tasks: list[str]) -> dict[str, dict[str, list]]:
+    """``[sparsity.<algo>]``: an ``[actor, critic]`` pair in [0, 1) for every algorithm and task in use."""
+    table = data.get("sparsity", {})
     for algo in algos:
-        table = sparsity.get(algo)
-        if not isinstance(table, dict):
-            raise SuiteError(path, f"sparsity.{algo}", table, "a table of \"<task>\" = [actor, critic] is required")
+        per_task = table.get(algo)
+        if not isinstance(per_task, dict):
+            raise SuiteError(path, f"sparsity.{algo}", per_task, "a table of \"<task>\" = [actor, critic] is required")
         for task in tasks:
-            pair = table.get(task)
+            pair = per_task.get(task)
             if (not isinstance(pair, list) or len(pair) != 2
                     or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)):
                 raise SuiteError(path, f"sparsity.{algo}.{task}", pair, "must be [actor, critic] sparsities")
             for role, value in zip(("actor", "critic"), pair):
                 if not 0.0 <= value < 1.0:
                     raise SuiteError(path, f"sparsity.{algo}.{task}", pair, f"{role} sparsity {value} outside [0, 1)")
-    settings = {**_settings(path, "settings", data.get("settings", {})),
-                **_settings(path, f"{where}.settings", prof.get("settings", {}))}
+    return table
+
+
+def expand(path: Path, algos: list[str], tasks: list[str], methods: list[str], seeds: int, steps: int,
+           sparsity: dict[str, dict[str, list]], settings: dict[str, Any]) -> list[RunConfig]:
+    """One checked RunConfig per algo x task x method x seed."""
     runs = []
     for algo in algos:
         for task in tasks:
@@ -194,13 +225,34 @@ def load_suite(name_or_path: str, profile: str | None = None) -> Suite:
                 for seed in range(seeds):
                     values = {**settings, "algo": algo, "env": task, "method": method, "seed": seed,
                               "steps": steps, "actor_sparsity": float(actor_sp), "critic_sparsity": float(critic_sp)}
-                    if "hidden_sizes" in values:
-                        values["hidden_sizes"] = tuple(values["hidden_sizes"])
-                    cfg = RunConfig(**values)
                     try:
+                        cfg = RunConfig.from_dict(values)
                         cfg.validate()
                     except ConfigError as exc:
-                        raise SuiteError(path, f"run {run_id(cfg)}", getattr(exc, "value", None), str(exc)) from None
+                        name = f"run {algo}/{task}/{method}/seed-{seed}"
+                        raise SuiteError(path, name, getattr(exc, "value", None), str(exc)) from None
                     runs.append(cfg)
-    return Suite(path.stem, path, profile, tuple(runs), tuple(resolved_modules),
+    return runs
+
+
+def load_suite(name_or_path: str, profile: str | None = None) -> Suite:
+    """Read, validate and expand a suite file; raises SuiteError before anything runs."""
+    path, data = read_suite_file(name_or_path)
+    head, algos, tasks, methods = suite_head(path, data)
+    modules = suite_modules(path, head)
+    check_methods(path, methods)
+    profile, prof = select_profile(path, data, head, profile)
+    where = f"profiles.{profile}"
+    algos = _subset(path, f"{where}.algos", prof["algos"], algos) if "algos" in prof else algos
+    tasks = _subset(path, f"{where}.tasks", prof["tasks"], tasks) if "tasks" in prof else tasks
+    methods = _subset(path, f"{where}.methods", prof["methods"], methods) if "methods" in prof else methods
+    total = len(algos) * len(tasks) * len(methods) * prof["seeds"]
+    if total > MAX_RUNS:
+        raise SuiteError(path, "runs", total, f"algos x tasks x methods x seeds must be at most {MAX_RUNS:,}")
+    check_tasks(path, tasks)
+    sparsity = sparsities(path, data, algos, tasks)
+    settings = {**_settings(path, "settings", data.get("settings", {})),
+                **_settings(path, f"{where}.settings", prof.get("settings", {}))}
+    runs = expand(path, algos, tasks, methods, prof["seeds"], prof["steps"], sparsity, settings)
+    return Suite(path.stem, path, profile, tuple(runs), tuple(modules),
                  str(prof.get("description", head.get("description", ""))))

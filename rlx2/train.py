@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,15 +31,13 @@ import torch
 from tqdm import tqdm
 
 from rlx2.agents import Agent, make_agent
-from rlx2.config import RunConfig, run_id
+from rlx2.config import ConfigError, RunConfig, run_id
 from rlx2.envs import ActionScaler, make_env
+from rlx2.evaluation import EVAL_SEED_OFFSET, evaluate
 from rlx2.methods import get_method
-from rlx2.records import CHECKPOINT_FILE, RunDirectory, git_commit, package_versions
+from rlx2.records import CHECKPOINT_FILE, RunDirectory, git_commit, package_versions, writable_directory
 from rlx2.replay import DynamicCapacity, ReplayBuffer
 from rlx2.sparse.flops import flops_report
-
-EVAL_SEED_OFFSET = 100
-
 
 class RunDiverged(RuntimeError):
     """A loss or return became NaN/inf; the run cannot continue."""
@@ -61,31 +60,52 @@ class Prepared:
     run_dir: RunDirectory
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give a process (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(cfg: RunConfig, obs_dim: int, act_dim: int) -> None:
+    """Refuse a run that could not fit in memory (a typo'd width or capacity), before anything is written.
+
+    The estimate: replay storage for ``min(buffer_max, steps)`` transitions, and ten float32
+    copies of every weight (weights, gradients, Adam's two moments, targets, masks, slack).
+    """
+    from rlx2.sparse.flops import mlp_weights
+
+    transitions = min(cfg.buffer_max, cfg.steps)
+    replay = transitions * (4 * (2 * obs_dim + 2 * act_dim + 1) + 2)
+    weights = mlp_weights(obs_dim, cfg.hidden_sizes, 2 * act_dim) + 2 * mlp_weights(obs_dim + act_dim, cfg.hidden_sizes, 1)
+    networks = 10 * 4 * weights
+    available = available_memory()
+    if available is None or replay + networks <= available:
+        return
+    name, value = ("buffer_max", cfg.buffer_max) if replay > networks else ("hidden_sizes", cfg.hidden_sizes)
+    raise ConfigError(name, value, f"a run would need about {(replay + networks) / 2**30:.1f} GiB of memory; "
+                                   f"{available / 2**30:.1f} GiB are available")
+
+
 def prepare(cfg: RunConfig, out: Path | str) -> Prepared:
     """Validate every input (config, method, task) before anything is written."""
     cfg.validate()
     method = get_method(cfg.method)()
     resolved = method.resolve(cfg)
-    make_env(cfg.env).close()
+    env = make_env(cfg.env)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    check_memory(resolved, obs_dim, act_dim)
+    problem = writable_directory(Path(out))
+    if problem:
+        raise ConfigError("out", str(out), problem)
     run_dir = RunDirectory(Path(out) / run_id(resolved))
     run_dir.metadata["scaled_to_budget"] = cfg.unset_budget_fields()  # recorded in config.json
     return Prepared(resolved, method, run_dir)
-
-
-@torch.no_grad()
-def evaluate(agent: Agent, env, scale: ActionScaler, episodes: int, seed: int) -> list[float]:
-    """Returns of ``episodes`` deterministic episodes; the env is reset with ``seed`` first."""
-    returns = []
-    obs, _ = env.reset(seed=seed)
-    for _ in range(episodes):
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(scale(agent.deterministic_action(obs)))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-        obs, _ = env.reset()
-    return returns
 
 
 def evaluate_and_record(agent, env, scale: ActionScaler, cfg: RunConfig, run_dir: RunDirectory, step: int) -> float:
@@ -161,7 +181,7 @@ def run_off_policy(cfg: RunConfig, method: Any, run_dir: RunDirectory, *, progre
     scale = ActionScaler(env.action_space)
 
     agent = make_agent(cfg.algo, cfg=cfg, method=method, obs_dim=obs_dim, act_dim=act_dim, generator=generator)
-    buffer = ReplayBuffer(obs_dim, act_dim, cfg.buffer_max, replay_rng)
+    buffer = ReplayBuffer(obs_dim, act_dim, min(cfg.buffer_max, cfg.steps), replay_rng)  # never holds more
     capacity_rule = DynamicCapacity(cfg.buffer_threshold, cfg.buffer_min, 8 * cfg.batch_size, cfg.buffer_rule)
     loop = LoopState()
     obs, _ = env.reset(seed=cfg.seed)
@@ -176,6 +196,7 @@ def run_off_policy(cfg: RunConfig, method: Any, run_dir: RunDirectory, *, progre
         env_rng.bit_generator.state = checkpoint["rng"]["env_before_reset"]
         obs, _ = env.reset()  # the very reset the checkpoint was taken after
         loop = LoopState(**checkpoint["loop"])
+        print(f"{run_id(cfg)}: resuming from step {loop.step:,} of {cfg.steps:,}", file=sys.stderr, flush=True)
         run_dir.resume(loop.step)
         if cfg.tensorboard:
             run_dir.open_tensorboard(fresh=False)

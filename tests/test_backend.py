@@ -88,8 +88,8 @@ def test_auto_picks_csr_by_density_and_follows_a_changed_mask():
 
 
 def test_bad_backend_setting_names_the_field():
-    with pytest.raises(ConfigError, match="sparse-backend=.gpu.: must be one of auto"):
-        RunConfig(sparse_backend="gpu").validate()
+    with pytest.raises(ConfigError, match="sparse-backend=.gpu.: input should be 'auto', 'masked-dense' or 'csr'"):
+        RunConfig.from_dict({"sparse_backend": "gpu"})
 
 
 def filled_buffer(obs_dim, act_dim, seed=0):

@@ -17,7 +17,7 @@ from rlx2.cli import main
         (["--steps", "-5"], "steps=-5"),
         (["--algo", "ppo"], "algo='ppo'"),
         (["--warmup-steps", "2000", "--steps", "1000"], "warmup-steps=2000"),
-        (["--steps", "1.5"], "--steps"),
+        (["--steps", "1.5"], "steps='1.5'"),
         (["--methods-module", "no_such_module_xyz"], "no_such_module_xyz"),
     ],
 )

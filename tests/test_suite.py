@@ -96,7 +96,7 @@ def test_the_shipped_suites_load_in_every_profile():
         (lambda t: t.replace("steps = 2000", "steps = 0"), "profiles.tiny.steps", 0),
         (lambda t: t.replace("seeds = 2", "seeds = -1"), "profiles.tiny.seeds", -1),
         (lambda t: t + "[settings]\nbatch_sise = 3\n", "settings.batch_sise", 3),
-        (lambda t: t + "[settings]\nbatch_size = 0\n", "batch-size=0", None),
+        (lambda t: t + "[settings]\nbatch_size = 0\n", "settings.batch_size", 0),
         (lambda t: t + "[settings]\nseed = 3\n", "settings.seed", 3),
     ],
 )

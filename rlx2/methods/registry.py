@@ -11,7 +11,10 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
+import traceback
 from pathlib import Path
+
+from rlx2.config import ConfigError
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -46,21 +49,45 @@ def load_builtin_methods() -> None:
 
 
 def load_module(spec: str) -> None:
-    """Import a user's module of methods: a dotted module name or a path to a ``.py`` file."""
+    """Import a user's module of methods: a dotted module name or a path to a ``.py`` file.
+
+    Any failure (missing, a syntax error, an exception while importing) is a ValueError
+    naming the module and the error's last line, not a traceback.
+    """
     path = Path(spec)
-    if spec.endswith(".py"):
-        if not path.is_file():
-            raise ValueError(f"methods module {spec!r}: no such file")
-        name = f"rlx2_user_methods_{path.stem}"
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        module_spec.loader.exec_module(module)
-    else:
-        try:
+    try:
+        if spec.endswith(".py"):
+            if not path.is_file():
+                raise ValueError(f"methods module {spec!r}: no such file")
+            name = f"rlx2_user_methods_{path.stem}"
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+        else:
             importlib.import_module(spec)
-        except ImportError as exc:
-            raise ValueError(f"methods module {spec!r}: {exc}") from exc
+    except ValueError as exc:
+        if str(exc).startswith("methods module"):
+            raise
+        raise ValueError(f"methods module {spec!r}: {_last_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - a user's module may raise anything on import
+        raise ValueError(f"methods module {spec!r}: {_last_line(exc)}") from None
+
+
+def _last_line(exc: BaseException) -> str:
+    """The error as one line, with where in the user's module it happened (``... (my.py, line 3: ...)``)."""
+    message = f"{type(exc).__name__}: {exc.msg if isinstance(exc, SyntaxError) else exc}"
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f"{message} ({Path(exc.filename or '?').name}, line {exc.lineno})"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "importlib" not in f.filename and Path(f.filename).resolve() != Path(__file__).resolve()]
+    if frames:
+        return f"{message} ({Path(frames[-1].filename).name}, line {frames[-1].lineno}: {frames[-1].line})"
+    return message
 
 
 def available_methods() -> dict[str, type[Method]]:
@@ -72,5 +99,5 @@ def available_methods() -> dict[str, type[Method]]:
 def get_method(name: str) -> type[Method]:
     methods = available_methods()
     if name not in methods:
-        raise ValueError(f"method={name!r}: unknown method; available: {', '.join(methods)}")
+        raise ConfigError("method", name, f"unknown method; available: {', '.join(methods)}")
     return methods[name]

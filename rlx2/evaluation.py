@@ -1,0 +1,106 @@
+"""Evaluating a policy, and loading a finished run's agent to evaluate, render or record it.
+
+``evaluate`` is the one evaluation protocol of the suite (deterministic actions, the
+environment reset with one seed before the first episode, so every evaluation of a run
+starts from the same states). ``load_agent`` rebuilds a run's agent from its directory
+alone: its own resolved config (``config.json``) and final weights and masks
+(``model.pt``, loaded with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlx2.config import ConfigError, RunConfig
+from rlx2.envs import ActionScaler
+
+#: The evaluation environment of a run with seed ``s`` is reset with ``s + EVAL_SEED_OFFSET``.
+EVAL_SEED_OFFSET = 100
+
+
+@torch.no_grad()
+def evaluate(agent, env, scale: ActionScaler, episodes: int, seed: int) -> list[float]:
+    """Returns of ``episodes`` deterministic episodes; the env is reset with ``seed`` first."""
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed) if episode == 0 else env.reset()
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(scale(agent.deterministic_action(obs)))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return returns
+
+
+def load_agent(run_dir: str | Path):
+    """The trained agent of a finished run, ready to act (``agent.deterministic_action(obs)``).
+
+    Its config is ``agent.cfg``. A distilled run's agent acts with its sparse student actor.
+    A method defined in a user's module must be registered first (``rlx2.methods.load_module``).
+    """
+    from rlx2.agents import make_agent
+    from rlx2.methods import get_method
+
+    run_dir = Path(run_dir)
+    try:
+        meta = json.loads((run_dir / "config.json").read_text())
+        cfg = RunConfig.from_dict(meta["config"])
+        obs_dim, act_dim = meta["env"]["obs_dim"], meta["env"]["act_dim"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError("run_dir", str(run_dir), f"not a run directory with a readable config.json ({exc})") from None
+    model = run_dir / "model.pt"
+    if not model.is_file():
+        raise ConfigError("run_dir", str(run_dir), "has no model.pt (unfinished, or a method that keeps none)")
+    method = get_method(cfg.method)()
+    agent = make_agent(cfg.algo, cfg=cfg, method=method, obs_dim=obs_dim, act_dim=act_dim,
+                       generator=torch.Generator().manual_seed(cfg.seed))
+    state = torch.load(model, weights_only=True)
+    if "student_actor" in state:  # distillation keeps only its student
+        agent.actor.load_state_dict(state["student_actor"])
+        for ctrl in agent.controllers.values():
+            ctrl.refresh()
+    else:
+        agent.load_state_dict(state)
+    return agent
+
+
+def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | None = None,
+                 video: str | Path | None = None, render: bool = False) -> dict:
+    """Evaluate a finished run's agent as its own evaluations did (same episodes and seed unless given).
+
+    ``video``: record every episode as MP4 into that directory (gymnasium's ``RecordVideo``,
+    needs moviepy: ``rlx2[video]``); ``render``: show the episodes in a window.
+    """
+    import os
+
+    import gymnasium as gym
+
+    from rlx2.envs import make_env
+
+    agent = load_agent(run_dir)
+    cfg = agent.cfg
+    episodes = cfg.eval_episodes if episodes is None else episodes
+    seed = cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
+    if video is not None:
+        try:
+            import moviepy  # noqa: F401
+        except ImportError:
+            raise ConfigError("video", str(video), "needs moviepy (pip install 'rlx2[video]')") from None
+        os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering
+    render_mode = "human" if render else "rgb_array" if video is not None else None
+    env = make_env(cfg.env, render_mode=render_mode)
+    scale = ActionScaler(env.action_space)
+    if video is not None:
+        env = gym.wrappers.RecordVideo(env, str(video), episode_trigger=lambda _: True, disable_logger=True,
+                                       name_prefix=f"{cfg.method}-seed-{cfg.seed}")
+    try:
+        returns = evaluate(agent, env, scale, episodes, seed)
+    finally:
+        env.close()
+    return {"run_dir": str(run_dir), "episodes": episodes, "seed": seed, "mean_return": float(np.mean(returns)),
+            "std_return": float(np.std(returns)), "returns": returns}
