@@ -26,8 +26,6 @@ the student's. Training FLOPs = the teacher's whole run + labelling + the studen
 from __future__ import annotations
 
 import copy
-import json
-import math
 import time
 
 import numpy as np
@@ -36,18 +34,15 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from rlx2.agents import make_agent
-from rlx2.config import RunConfig, final_window, run_id
+from rlx2.config import final_window, run_id
 from rlx2.envs import ActionScaler, make_env
-from rlx2.methods import Method, get_method, register
-from rlx2.records import RunDirectory
+from rlx2.evaluation import load_agent
+from rlx2.methods import Method, register, resolve
+from rlx2.recorder import Recorder
 from rlx2.sparse.controller import MaskController
 from rlx2.sparse.distribution import active_counts, layer_densities
-from rlx2.sparse.flops import NetworkCosts, Phase, TrainingCost, run_flops
+from rlx2.sparse.flops import NetworkCosts, TrainingCost, dense_run_flops, flops_report
 from rlx2.sparse.layers import magnitude_mask, masked_layers, sparsify
-
-
-class TeacherMismatch(RuntimeError):
-    """A finished dense run sits where the teacher belongs but was trained with other settings."""
 
 
 def prune_into_student(teacher_actor: torch.nn.Module, sparsity: float, distribution: str) -> torch.nn.Module:
@@ -82,76 +77,82 @@ class Distillation(Method):
 
     def training_cost(self, cfg, agent) -> TrainingCost:
         obs_dim = agent.obs_dim
-        dense = NetworkCosts.dense(cfg.algo, obs_dim, agent.act_dim, cfg.hidden_sizes)
-        teacher = run_flops(cfg.replace(n_step=1), [Phase(cfg.training_iterations, dense)], {})
+        dense = NetworkCosts.dense(type(agent), obs_dim, agent.act_dim, cfg.hidden_sizes)
+        teacher = dense_run_flops(cfg, type(agent), dense)
         student = NetworkCosts.of_agent(agent).actor
         teacher_states, student_steps = self.phase_steps(cfg)
         labelling = (teacher_states + student_steps) * dense.actor  # one teacher forward per state
         distill = student_steps * (student + 3 * cfg.batch_size * student)  # acting + forward/backward
         final = NetworkCosts(student, dense.critic, dense.q1, dense.actor, dense.critic)
-        return TrainingCost(final, teacher + labelling + distill, {"actor": 0, "critic": 0},
+        return TrainingCost(type(agent), final, teacher + labelling + distill, {"actor": 0, "critic": 0},
                             kept_weights=(student, dense.actor))
 
     def depends_on(self, cfg):
-        return [get_method("dense")().resolve(cfg.replace(method="dense"))]
+        return [resolve(cfg.replace(method="dense"))[0]]
 
     # -- the run ----------------------------------------------------------------
-    def teacher(self, cfg, out, progress):
-        """The finished dense run this student learns from (reused or trained now)."""
-        from rlx2.train import train
-
-        dense = get_method("dense")()
+    def run(self, ctx):
+        """Teacher (reused or trained through the lifecycle), its data, then the student's distillation."""
+        cfg = ctx.cfg
         (teacher_cfg,) = self.depends_on(cfg)
-        teacher_dir = RunDirectory(out / run_id(teacher_cfg))
-        if teacher_dir.finished:
-            saved = json.loads((teacher_dir.path / "config.json").read_text())["config"]
-            differ = RunConfig.saved_matches(saved, teacher_cfg)
-            if differ:
-                raise TeacherMismatch(f"{teacher_dir.path} holds a dense run with other settings ({', '.join(differ)})")
-        else:
-            train(teacher_cfg, out, progress=progress)
-        result = json.loads((teacher_dir.path / "result.json").read_text())
-        return teacher_cfg, dense, teacher_dir, result
-
-    def run(self, cfg, out, run_dir, *, progress=True):
-        from rlx2.sparse.flops import flops_report
-        from rlx2.train import evaluate_and_record, run_metadata
-
-        teacher_cfg, dense, teacher_dir, teacher_result = self.teacher(cfg, out, progress)
+        teacher_dir = ctx.dependency(teacher_cfg)
+        teacher, teacher_result = load_agent(teacher_dir.path), teacher_dir.result()
         env, eval_env = make_env(cfg.env), make_env(cfg.env)
         obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
         scale = ActionScaler(env.action_space)
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
-        teacher = make_agent(cfg.algo, cfg=teacher_cfg, method=dense, obs_dim=obs_dim, act_dim=act_dim,
-                             generator=torch.Generator().manual_seed(cfg.seed))
-        teacher.load_state_dict(torch.load(teacher_dir.path / "model.pt", weights_only=True))
         student = prune_into_student(teacher.actor, cfg.actor_sparsity, cfg.sparsity_distribution)
         optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
         controller = MaskController(student, optimizer)
-        cost = self.training_cost(cfg, make_agent(cfg.algo, cfg=cfg, method=self, obs_dim=obs_dim, act_dim=act_dim,
-                                                  generator=torch.Generator().manual_seed(cfg.seed)))
-        flops = flops_report(cfg, obs_dim, act_dim, cost)
-        meta = run_metadata(cfg, self, env, {"student_actor": student}, {"actor": controller.densities()}, flops)
-        meta["teacher"] = {"run_id": run_id(teacher_cfg), "final_score": teacher_result["final_score"]}
-        run_dir.start(meta)
-        for name, layer in controller.layers:
-            run_dir.topology.write({"step": 0, "network": "actor", "layer": name, "optimizer_step": 0, "fraction": 0.0,
-                                    "replaced": 0, "regrown": 0, "active": int(layer.mask.sum()), "density": layer.density})
-
+        accounting = make_agent(cfg.algo, cfg=cfg, method=self, obs_dim=obs_dim, act_dim=act_dim,
+                                generator=torch.Generator().manual_seed(cfg.seed))
+        flops = flops_report(cfg, obs_dim, act_dim, self.training_cost(cfg, accounting))
+        recorder = Recorder(cfg, self, ctx.run_dir)
+        recorder.start(env, {"student_actor": student}, {"actor": controller.densities()}, flops,
+                       {"actor": controller}, teacher={"run_id": run_id(teacher_cfg),
+                                                       "final_score": teacher_result["final_score"]})
         teacher_states, student_steps = self.phase_steps(cfg)
         data_obs = np.zeros((teacher_states + student_steps, obs_dim), np.float32)
         data_act = np.zeros((teacher_states + student_steps, act_dim), np.float32)
+        try:
+            self.teacher_data(cfg, teacher, env, scale, rng, data_obs, data_act, teacher_states)
+            seconds = self.distil(cfg, teacher, student, controller, env, eval_env, scale, rng, data_obs, data_act,
+                                  teacher_states, recorder, ctx.progress)
+        except BaseException:
+            recorder.abort()
+            raise
+        finally:
+            env.close()
+            eval_env.close()
+        return recorder.finish({"student_actor": student.state_dict()},
+                               window=final_window(len(recorder.evaluations)),  # the student's own evaluations
+                               steps=cfg.steps + student_steps, iterations=student_steps, wall_seconds=seconds,
+                               steps_per_second=student_steps / seconds, final_buffer_size=None,
+                               final_densities={"actor": controller.densities()}, flops=flops,
+                               teacher_final_score=teacher_result["final_score"])
+
+    @staticmethod
+    def teacher_data(cfg, teacher, env, scale, rng, data_obs, data_act, count: int) -> None:
+        """The first ``count`` rows: states of the teacher's behaviour policy, labelled by its deterministic action."""
         obs, _ = env.reset(seed=cfg.seed + 1)
-        for i in range(teacher_states):  # the teacher's behaviour policy, labelled by its deterministic action
+        for i in range(count):
             action, behaviour = teacher.explore(obs, rng)
             data_obs[i], data_act[i] = obs, behaviour
             obs, _, terminated, truncated, _ = env.step(scale(action))
             if terminated or truncated:
                 obs, _ = env.reset()
 
-        started = time.perf_counter()
-        evaluations, losses = [], []
+    def distil(self, cfg, teacher, student, controller, env, eval_env, scale, rng, data_obs, data_act,
+               teacher_states: int, recorder: Recorder, progress: bool) -> float:
+        """The student's own rollouts, labelled by the teacher, one Adam step on a mixed batch per step.
+
+        Returns the seconds it took."""
+        act_dim = data_act.shape[1]
+        student_steps = len(data_obs) - teacher_states
         half = cfg.batch_size // 2
+        losses: list[float] = []
+        started = time.perf_counter()
+        actor_only = _ActorOnly(student)
         obs, _ = env.reset(seed=cfg.seed + 2)
         bar = tqdm(total=student_steps, disable=not progress, unit="step", desc=f"{run_id(cfg)} student")
         try:
@@ -170,41 +171,23 @@ class Distillation(Method):
                 from_teacher = rng.integers(0, teacher_states, size=cfg.batch_size - len(own))
                 idx = np.concatenate([from_teacher, own])
                 loss = F.mse_loss(student(torch.from_numpy(data_obs[idx])), torch.from_numpy(data_act[idx]))
+                optimizer = controller.optimizer
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 controller.step()
                 losses.append(loss.item())
-                step = cfg.steps + k
+                step = cfg.steps + k  # the student's evaluations continue the teacher's step axis
                 if k % cfg.log_every == 0:
-                    if not math.isfinite(float(np.mean(losses))):
-                        raise FloatingPointError(f"non-finite distillation loss at step {step}")
-                    run_dir.diagnostics.write({"step": step, "iterations": k, "actor_loss": float(np.mean(losses)),
-                                               "steps_per_second": k / (time.perf_counter() - started)})
+                    recorder.diagnostics({"step": step, "iterations": k, "actor_loss": float(np.mean(losses)),
+                                          "steps_per_second": k / (time.perf_counter() - started)})
                     losses.clear()
                 if k % cfg.eval_every == 0 or k == student_steps:
-                    evaluations.append(evaluate_and_record(_ActorOnly(student), eval_env, scale, cfg, run_dir, step))
-                    bar.set_postfix(eval_return=f"{evaluations[-1]:.1f}", refresh=False)
+                    mean = recorder.evaluate(actor_only, eval_env, scale, step)
+                    bar.set_postfix(eval_return=f"{mean:.1f}", refresh=False)
                 bar.update(1)
-        except BaseException:
-            run_dir.abort()
-            raise
         finally:
             bar.close()
-            env.close()
-            eval_env.close()
-
-        last = evaluations[-final_window(len(evaluations)):]  # the student's own evaluations
-        run_dir.save_model({"student_actor": student.state_dict()})
-        result = {
-            "run_id": run_id(cfg), "status": "finished", "final_score": float(np.mean(last)),
-            "final_window": len(last), "evaluations": len(evaluations), "steps": cfg.steps + student_steps,
-            "iterations": student_steps, "wall_seconds": time.perf_counter() - started,
-            "steps_per_second": student_steps / (time.perf_counter() - started), "final_buffer_size": None,
-            "final_densities": {"actor": controller.densities()}, "flops": flops,
-            "teacher_final_score": teacher_result["final_score"],
-        }
-        run_dir.finish(result)
-        return result
+        return time.perf_counter() - started
 
 
 class _ActorOnly:

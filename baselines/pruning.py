@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from rlx2.methods import Method, register
-from rlx2.sparse.controller import MOMENT_KEYS, MaskController, TopologyEvent
+from rlx2.sparse.controller import MaskController, TopologyEvent, zero_moments
 from rlx2.sparse.distribution import active_counts, layer_densities
 from rlx2.sparse.flops import NetworkCosts, Phase, TrainingCost, run_flops
 from rlx2.sparse.layers import masked_layers, top_k_mask
@@ -61,10 +61,7 @@ class PruningController(MaskController):
                 continue
             layer.mask = top_k_mask(torch.where(layer.mask, layer.weight.abs(), torch.tensor(-1.0)), keep)
             layer.weight.mul_(layer.mask)
-            state = self.optimizer.state.get(layer.weight, {})
-            for key in MOMENT_KEYS:
-                if key in state:
-                    state[key].mul_(layer.mask)
+            zero_moments(self.optimizer, layer.weight, layer.mask)
             self.events.append(TopologyEvent(t, name, (before - keep) / before, before - keep, keep, layer.density))
         self.refresh()
 
@@ -117,4 +114,5 @@ class GradualPruning(Method):
             active.update(changes[iteration])
             done = iteration
         phases.append(Phase(cfg.training_iterations - done, costs()))
-        return TrainingCost(phases[-1].costs, run_flops(cfg, phases, {}), {"actor": 0, "critic": 0})
+        return TrainingCost(type(agent), phases[-1].costs, run_flops(cfg, type(agent), phases, {}),
+                            {"actor": 0, "critic": 0})

@@ -20,10 +20,12 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from rlx2.agents import AGENTS
 from rlx2.config import ConfigError, run_id
 from rlx2.envs import ActionScaler, make_env
 from rlx2.methods import Method, register
-from rlx2.sparse.flops import NetworkCosts, Phase, TrainingCost, run_flops
+from rlx2.recorder import Recorder
+from rlx2.sparse.flops import NetworkCosts, TrainingCost, dense_run_flops, flops_report
 
 
 def _sb3():
@@ -69,27 +71,25 @@ class StableBaselines3(Method):
                            target_policy_noise=cfg.target_noise, target_noise_clip=cfg.target_noise_clip, **common)
         return sb3.SAC("MlpPolicy", env, ent_coef="auto", **common)
 
-    def run(self, cfg, out, run_dir, *, progress=True):
+    def run(self, ctx):
+        """stable-baselines3's ``learn``, recorded through the suite's recorder and evaluation protocol."""
         from stable_baselines3.common.callbacks import BaseCallback
 
-        from rlx2.sparse.flops import flops_report
-        from rlx2.train import evaluate_and_record, run_metadata
-
+        cfg = ctx.cfg
         env, eval_env = make_env(cfg.env), make_env(cfg.env)
         obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
         scale = ActionScaler(env.action_space)
         model = self.model(cfg, env)
-        costs = NetworkCosts.dense(cfg.algo, obs_dim, act_dim, cfg.hidden_sizes)
-        cost = TrainingCost(costs, run_flops(cfg, [Phase(cfg.training_iterations, costs)], {}),
-                            {"actor": 0, "critic": 0})
-        modules = {"actor": model.policy.actor, "critic": model.policy.critic}
-        meta = run_metadata(cfg, self, env, modules, {}, flops_report(cfg, obs_dim, act_dim, cost))
-        meta["versions"]["stable_baselines3"] = _sb3().__version__
-        run_dir.start(meta)
-        evaluations: list[float] = []
+        agent = AGENTS[cfg.algo]  # the same dense agent, in our accounting
+        costs = NetworkCosts.dense(agent, obs_dim, act_dim, cfg.hidden_sizes)
+        flops = flops_report(cfg, obs_dim, act_dim,
+                             TrainingCost(agent, costs, dense_run_flops(cfg, agent, costs), {"actor": 0, "critic": 0}))
+        recorder = Recorder(cfg, self, ctx.run_dir)
+        recorder.start(env, {"actor": model.policy.actor, "critic": model.policy.critic}, {}, flops,
+                       versions={"stable_baselines3": _sb3().__version__})
         started = time.perf_counter()
         learning_since: list[float] = []
-        bar = tqdm(total=cfg.steps, disable=not progress, unit="step", dynamic_ncols=True, desc=run_id(cfg))
+        bar = tqdm(total=cfg.steps, disable=not ctx.progress, unit="step", dynamic_ncols=True, desc=run_id(cfg))
 
         class Record(BaseCallback):
             def _on_step(self) -> bool:
@@ -99,33 +99,25 @@ class StableBaselines3(Method):
                 if step % cfg.log_every == 0 and learning_since:
                     seconds = time.perf_counter() - learning_since[0]
                     iterations = max(0, step - cfg.warmup_steps - 1)
-                    run_dir.diagnostics.write({"step": step, "iterations": iterations,
-                                               "steps_per_second": iterations / seconds if seconds > 0 else None})
+                    recorder.diagnostics({"step": step, "iterations": iterations,
+                                          "steps_per_second": iterations / seconds if seconds > 0 else None})
                 if step % cfg.eval_every == 0 or step == cfg.steps:
-                    evaluations.append(evaluate_and_record(_Policy(self.model), eval_env, scale, cfg, run_dir, step))
-                    bar.set_postfix(eval_return=f"{evaluations[-1]:.1f}", refresh=False)
+                    mean = recorder.evaluate(_Policy(self.model), eval_env, scale, step)
+                    bar.set_postfix(eval_return=f"{mean:.1f}", refresh=False)
                 bar.update(1)
                 return True
 
         try:
             model.learn(total_timesteps=cfg.steps, callback=Record(), progress_bar=False)
         except BaseException:
-            run_dir.abort()
+            recorder.abort()
             raise
         finally:
             bar.close()
             env.close()
             eval_env.close()
-        wall = time.perf_counter() - started
         learning = time.perf_counter() - learning_since[0] if learning_since else 0.0
-        last = evaluations[-cfg.final_window:]
-        result = {
-            "run_id": run_id(cfg), "status": "finished", "final_score": float(np.mean(last)),
-            "final_window": len(last), "evaluations": len(evaluations), "steps": cfg.steps,
-            "iterations": cfg.training_iterations, "wall_seconds": wall,
-            "steps_per_second": cfg.training_iterations / learning if learning > 0 else None,
-            "final_buffer_size": int(model.replay_buffer.size()), "final_densities": {},
-            "flops": meta["flops"],
-        }
-        run_dir.finish(result)
-        return result
+        return recorder.finish(None, steps=cfg.steps, iterations=cfg.training_iterations,
+                               wall_seconds=time.perf_counter() - started,
+                               steps_per_second=cfg.training_iterations / learning if learning > 0 else None,
+                               final_buffer_size=int(model.replay_buffer.size()), final_densities={}, flops=flops)

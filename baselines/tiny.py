@@ -1,18 +1,18 @@
 """Tiny: dense networks narrowed until their weight count matches the sparse model's."""
 
-from rlx2.agents.networks import weight_count
+from rlx2.sparse.flops import mlp_weights
 from rlx2.methods import Method, register
 
 
 def matching_hidden_sizes(hidden: tuple[int, ...], in_dim: int, out_dim: int, density: float) -> tuple[int, ...]:
     """Hidden widths, ``hidden`` scaled down uniformly, whose weight count is closest to ``density`` times the full one."""
-    target = density * weight_count(in_dim, hidden, out_dim)
+    target = density * mlp_weights(in_dim, hidden, out_dim)
     widest = max(hidden)
 
     def scaled(width: int) -> tuple[int, ...]:
         return tuple(max(1, round(h * width / widest)) for h in hidden)
 
-    best = min(range(1, widest + 1), key=lambda w: abs(weight_count(in_dim, scaled(w), out_dim) - target))
+    best = min(range(1, widest + 1), key=lambda w: abs(mlp_weights(in_dim, scaled(w), out_dim) - target))
     return scaled(best)
 
 

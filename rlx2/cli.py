@@ -256,7 +256,7 @@ def _flops(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     import torch
 
     from rlx2.agents import make_agent
-    from rlx2.methods import get_method
+    from rlx2.methods import resolve
     from rlx2.sparse.flops import flops_report
 
     cfg = config_from_args(args)
@@ -264,8 +264,7 @@ def _flops(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for name in ("obs_dim", "act_dim"):
         if not 1 <= getattr(args, name) <= 100_000:
             raise ConfigError(name, getattr(args, name), "must be a positive integer (at most 100 000)")
-    method = get_method(cfg.method)()
-    cfg = method.resolve(cfg)
+    cfg, method = resolve(cfg)
     agent = make_agent(cfg.algo, cfg=cfg, method=method, obs_dim=args.obs_dim, act_dim=args.act_dim,
                        generator=torch.Generator().manual_seed(cfg.seed))
     report = flops_report(cfg, args.obs_dim, args.act_dim, method.training_cost(cfg, agent))

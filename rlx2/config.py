@@ -247,6 +247,14 @@ class RunConfig:
             window = final_window(evaluation_count(cfg.steps, cfg.eval_every)) if cfg.eval_every > 0 else FINAL_MIN
         return cfg.replace(buffer_max=buffer_max, buffer_min=buffer_min, t_end=t_end, final_window=window)
 
+    def n_at(self, iteration: int) -> int:
+        """The n of the TD target at training iteration ``iteration`` (1-based): 1 until ``nstep_delay``."""
+        return self.n_step if iteration >= self.nstep_delay else 1
+
+    def nstep_iterations(self, first: int, last: int) -> int:
+        """How many of the iterations ``first..last`` use n-step targets (n > 1)."""
+        return max(0, last - max(first, self.nstep_delay) + 1) if self.n_step > 1 else 0
+
     @property
     def training_iterations(self) -> int:
         """Gradient steps of the run: one per environment step after warm-up."""

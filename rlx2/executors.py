@@ -98,20 +98,15 @@ def execute(executor, runs: list[RunConfig], results: Path, modules: tuple[str, 
 
 
 def check_results_match(runs: list[RunConfig], results: Path) -> None:
-    """Refuse to mix settings: an existing run directory must hold the same resolved config."""
-    from rlx2.methods import get_method
+    """Refuse to mix settings: an existing run directory must hold the same resolved config
+    (an unreadable one is fine: that run starts afresh)."""
+    from rlx2.methods import resolve
 
     for cfg in runs:
-        saved_path = results / run_id(cfg) / "config.json"
-        if not saved_path.is_file():
-            continue
-        try:
-            saved = json.loads(saved_path.read_text())["config"]
-        except (OSError, ValueError, KeyError):
-            continue  # unreadable: the run restarts
-        differ = RunConfig.saved_matches(saved, get_method(cfg.method)().resolve(cfg))
+        run_dir = RunDirectory(results / run_id(cfg))
+        differ = run_dir.settings_differ(resolve(cfg)[0])
         if differ:
-            raise ValueError(f"{saved_path.parent} holds a run with other settings ({', '.join(differ)}); "
+            raise ValueError(f"{run_dir.path} holds a run with other settings ({', '.join(differ)}); "
                              "use another --results directory")
 
 

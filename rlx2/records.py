@@ -210,6 +210,19 @@ class RunDirectory:
     def finished(self) -> bool:
         return self.result() is not None
 
+    def saved_config(self) -> dict[str, Any] | None:
+        """What ``config.json`` holds (the resolved config under ``"config"``, versions, ...), or None if unreadable."""
+        try:
+            data = json.loads((self.path / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def settings_differ(self, cfg: Any) -> list[str]:
+        """Settings where the run saved here differs from the resolved ``cfg`` ([] when none or nothing is saved)."""
+        saved = (self.saved_config() or {}).get("config")
+        return [] if saved is None else type(cfg).saved_matches(saved, cfg)
+
     def failure(self) -> dict[str, Any] | None:
         """Why the last attempt failed, or None (no record, or one that cannot be read as an object)."""
         try:

@@ -378,10 +378,7 @@ def run_facts(runs: list[RunConfig], results: Path) -> dict:
         result = run_dir.result()
         if result is None:
             continue
-        try:
-            data = json.loads((run_dir.path / "config.json").read_text())
-        except (OSError, ValueError):
-            data = {}
+        data = run_dir.saved_config() or {}
         versions.add(json.dumps(data.get("versions", {}), sort_keys=True))
         commits.add(str(data.get("git_commit")))
         seconds += float(result.get("wall_seconds", 0.0) or 0.0)

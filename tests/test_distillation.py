@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from baselines.distillation import Distillation, TeacherMismatch, prune_into_student
+from baselines.distillation import Distillation, prune_into_student
+from rlx2.train import RunSettingsMismatch, finished_run
 from rlx2.agents.networks import DeterministicActor
 from rlx2.config import RunConfig
 from rlx2.sparse.layers import masked_layers
@@ -60,11 +61,13 @@ def test_a_second_student_reuses_the_teacher(distilled):
     before = teacher_result.stat().st_mtime_ns
     cfg = RunConfig(method="distillation", **{**TASK, "actor_sparsity": 0.8})
     method = Distillation()
-    teacher_cfg, _, teacher_dir, teacher = method.teacher(method.resolve(cfg), out, progress=False)
+    (teacher_cfg,) = method.depends_on(method.resolve(cfg))
+    teacher_dir = finished_run(teacher_cfg, out, progress=False)  # what the lifecycle gives the student
     assert teacher_result.stat().st_mtime_ns == before
     assert teacher_dir.path == teacher_result.parent
-    with pytest.raises(TeacherMismatch, match="lr"):
-        method.teacher(method.resolve(cfg.replace(lr=1e-3)), out, progress=False)
+    (other,) = method.depends_on(method.resolve(cfg.replace(lr=1e-3)))
+    with pytest.raises(RunSettingsMismatch, match="lr"):
+        finished_run(other, out, progress=False)
 
 
 def test_student_keeps_the_teachers_largest_weights():

@@ -8,6 +8,7 @@ from rlx2.agents.networks import mlp
 from rlx2.cli import main
 from rlx2.config import RunConfig
 from rlx2.methods import get_method
+from rlx2.agents import SAC, TD3
 from rlx2.sparse.flops import NetworkCosts, Phase, flops_report, forward_flops, iterations_flops, run_flops
 
 
@@ -24,9 +25,9 @@ def test_td3_run_flops_by_hand():
     cfg = RunConfig(algo="td3", steps=10, warmup_steps=2, batch_size=2, policy_delay=2, n_step=1)
     costs = NetworkCosts(actor=1, critic=2, q1=1, actor_dense=4, critic_dense=8)
     # 8 iterations: critic B(A + 4C) = 18 each; 4 actor updates of 3B(A + Q1) = 12; acting A = 1 each
-    assert run_flops(cfg, [Phase(8, costs)], {}) == 8 * 18 + 4 * 12 + 8
+    assert run_flops(cfg, TD3, [Phase(8, costs)], {}) == 8 * 18 + 4 * 12 + 8
     # one critic topology update adds B (D_C - F_C) = 2 * 6
-    assert run_flops(cfg, [Phase(8, costs)], {"critic": 1}) == 8 * 18 + 4 * 12 + 8 + 12
+    assert run_flops(cfg, TD3, [Phase(8, costs)], {"critic": 1}) == 8 * 18 + 4 * 12 + 8 + 12
 
 
 def test_sac_run_flops_by_hand_with_delayed_nstep():
@@ -36,11 +37,11 @@ def test_sac_run_flops_by_hand_with_delayed_nstep():
     policy_targets = 2 * 1 * (4 + 3 * 4)
     critic = 8 * 4 * 2 * 2
     actor = 8 * 3 * 2 * (1 + 2)
-    assert run_flops(cfg, [Phase(8, costs)], {}) == policy_targets + critic + actor + 8
+    assert run_flops(cfg, SAC, [Phase(8, costs)], {}) == policy_targets + critic + actor + 8
     # phases split the same run without changing the total
-    split = run_flops(cfg, [Phase(3, costs), Phase(5, costs)], {})
-    assert split == run_flops(cfg, [Phase(8, costs)], {})
-    assert iterations_flops(cfg, costs, 5, 4) == 0.0
+    split = run_flops(cfg, SAC, [Phase(3, costs), Phase(5, costs)], {})
+    assert split == run_flops(cfg, SAC, [Phase(8, costs)], {})
+    assert iterations_flops(cfg, SAC, costs, 5, 4) == 0.0
 
 
 def report(algo, obs, act, actor_sp, critic_sp, method="rlx2", **changes):

@@ -79,7 +79,7 @@ def test_piecewise_flops_equal_a_step_by_step_count_of_the_real_masks():
     g = torch.Generator().manual_seed(2)
     total = 0.0
     for t in range(1, cfg.training_iterations + 1):
-        total += iterations_flops(cfg, NetworkCosts.of_agent(agent), t, t)  # costs in force during iteration t
+        total += iterations_flops(cfg, type(agent), NetworkCosts.of_agent(agent), t, t)  # costs in force during iteration t
         for role, network in (("critic", agent.critic), ("actor", agent.actor)):
             if t % agent.update_every(cfg)[role] == 0:
                 for p in network.parameters():

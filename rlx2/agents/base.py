@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -16,7 +16,15 @@ from rlx2.sparse.controller import MaskController
 
 if TYPE_CHECKING:
     from rlx2.config import RunConfig
-    from rlx2.methods.base import Method
+
+
+class MethodHooks(Protocol):
+    """What an agent asks of its training method (``rlx2.methods.Method`` provides it)."""
+
+    def hidden_sizes(self, cfg: RunConfig, role: str, in_dim: int, out_dim: int) -> tuple[int, ...]: ...
+
+    def make_controller(self, role: str, network: nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig,
+                        update_every: int, generator: torch.Generator) -> MaskController: ...
 
 
 class Agent:
@@ -27,7 +35,8 @@ class Agent:
     critic_opt: torch.optim.Optimizer
     controllers: dict[str, MaskController]
 
-    def __init__(self, cfg: RunConfig, method: Method, obs_dim: int, act_dim: int, generator: torch.Generator) -> None:
+    def __init__(self, cfg: RunConfig, method: MethodHooks, obs_dim: int, act_dim: int,
+                 generator: torch.Generator) -> None:
         self.cfg = cfg
         self.method = method
         self.obs_dim, self.act_dim = obs_dim, act_dim

@@ -133,12 +133,6 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def weight_count(in_dim: int, hidden: Sequence[int], out_dim: int) -> int:
-    """Weights (no biases) of ``mlp(in_dim, hidden, out_dim)``."""
-    widths = [in_dim, *hidden, out_dim]
-    return sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-
-
 class SoftUpdate:
     """Polyak averaging ``target <- (1 - tau) target + tau online``, parameters paired by name once."""
 

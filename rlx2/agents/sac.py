@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from rlx2.agents.base import Agent
 from rlx2.agents.networks import GaussianActor, SoftUpdate, TwinQ, initialise
 from rlx2.replay import NStepBatch
+from rlx2.sparse.flops import NetworkCosts
 
 
 class SAC(Agent):
@@ -53,6 +54,25 @@ class SAC(Agent):
 
     def optimizers(self):
         return {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
+
+    @staticmethod
+    def actor_outputs(act_dim: int) -> int:
+        return 2 * act_dim  # mean and log-std
+
+    @staticmethod
+    def trained_weights(costs: NetworkCosts) -> float:
+        """Actor, critic and target critic (SAC keeps no target actor)."""
+        return costs.actor + 2 * costs.critic
+
+    @staticmethod
+    def update_flops(cfg, costs: NetworkCosts, first: int, last: int) -> float:
+        """FLOPs of ``update`` over iterations ``first..last`` (rules in ``rlx2.sparse.flops``): the policy on
+        every next state of each sample's window, ``n_t B F_A``, the target critic ``B F_C``, the critic forward
+        and backward ``3 B F_C``, and the actor loss through the critic ``3 B (F_A + F_C)``."""
+        b, count = cfg.batch_size, last - first + 1
+        nstep = cfg.nstep_iterations(first, last)
+        policy_targets = b * costs.actor * ((count - nstep) + cfg.n_step * nstep)
+        return policy_targets + count * 4 * b * costs.critic + count * 3 * b * (costs.actor + costs.critic)
 
     def modules(self):
         return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from rlx2.agents.base import Agent
 from rlx2.agents.networks import DeterministicActor, SoftUpdate, TwinQ, initialise
 from rlx2.replay import NStepBatch
+from rlx2.sparse.flops import NetworkCosts, multiples
 
 
 class TD3(Agent):
@@ -45,6 +46,24 @@ class TD3(Agent):
     @staticmethod
     def update_every(cfg):
         return {"actor": cfg.policy_delay, "critic": 1}  # the actor counts its own, delayed steps
+
+    @staticmethod
+    def actor_outputs(act_dim: int) -> int:
+        return act_dim
+
+    @staticmethod
+    def trained_weights(costs: NetworkCosts) -> float:
+        """Actor, target actor, critic and target critic."""
+        return 2 * costs.actor + 2 * costs.critic
+
+    @staticmethod
+    def update_flops(cfg, costs: NetworkCosts, first: int, last: int) -> float:
+        """FLOPs of ``update`` over iterations ``first..last`` (rules in ``rlx2.sparse.flops``): every iteration
+        the target actor and critic forward and the critic forward/backward, ``B (F_A + F_C) + 3 B F_C``; every
+        ``policy_delay`` iterations the actor loss through Q1, forward and backward, ``3 B (F_A + F_Q1)``."""
+        b = cfg.batch_size
+        critic = (last - first + 1) * b * (costs.actor + 4 * costs.critic)
+        return critic + multiples(first, last, cfg.policy_delay) * 3 * b * (costs.actor + costs.q1)
 
     def optimizers(self):
         return {"actor": self.actor_opt, "critic": self.critic_opt}

@@ -7,7 +7,9 @@ still override per run. The training loop and the agents only call the hooks bel
 never test a method's name, so a new method is one subclass in one file.
 
 * ``Method``: a dense agent; ``make_controller`` is the general hook, ``training_cost``
-  says what a whole run costs in FLOPs (rules in ``rlx2.sparse.flops``).
+  says what a whole run costs in FLOPs (rules in ``rlx2.sparse.flops``). A method whose
+  procedure is not the off-policy loop (a distillation teacher, then a student) defines
+  ``run(ctx)``: the run lifecycle (``rlx2.train``) calls it with a ``RunContext`` instead.
 * ``SparseMethod``: masks by the run's layer-density distribution (``mask_init``: the largest
   initial weights, or random), never changed.
 * ``DynamicSparseMethod``: adds drop/grow on the schedule of spec section 4; its
@@ -16,8 +18,8 @@ never test a method's name, so a new method is one subclass in one file.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
@@ -30,7 +32,6 @@ from rlx2.sparse.topology import TopologySchedule, gradient_grow_scores
 
 if TYPE_CHECKING:
     from rlx2.agents.base import Agent
-    from rlx2.records import RunDirectory
 
 
 class Method:
@@ -43,6 +44,8 @@ class Method:
     dynamic_buffer: ClassVar[bool] = False
     #: False for methods whose networks are dense; ``resolve`` then records 0 sparsity.
     uses_sparsity: ClassVar[bool] = False
+    #: A procedure of the method's own, ``run(ctx) -> result record``, replacing the off-policy loop (None: the loop).
+    run: ClassVar[Callable | None] = None
 
     def resolve(self, cfg: RunConfig) -> RunConfig:
         """Fill the settings left to the budget (``RunConfig.resolve_budget``) and to the method."""
@@ -75,17 +78,6 @@ class Method:
         """
         return MaskController(network, optimizer)
 
-    def run(self, cfg: RunConfig, out: Path, run_dir: RunDirectory, *, progress: bool = True) -> dict[str, Any]:
-        """Carry out one run into ``run_dir`` and return its result record (written last).
-
-        The default is the standard off-policy loop of ``rlx2.train``; a method with a
-        different procedure (a distillation teacher, then a student) overrides this.
-        ``out`` is the results root, where other runs (a teacher) may be found.
-        """
-        from rlx2.train import run_off_policy
-
-        return run_off_policy(cfg, self, run_dir, progress=progress)
-
     def depends_on(self, cfg: RunConfig) -> list[RunConfig]:
         """Runs that must finish before this one starts (a distillation teacher); executors order by it."""
         return []
@@ -99,7 +91,8 @@ class Method:
         """
         costs = NetworkCosts.of_agent(agent)
         updates = {role: self.topology_updates(cfg, every) for role, every in agent.update_every(cfg).items()}
-        return TrainingCost(costs, run_flops(cfg, [Phase(cfg.training_iterations, costs)], updates), updates)
+        flops = run_flops(cfg, type(agent), [Phase(cfg.training_iterations, costs)], updates)
+        return TrainingCost(type(agent), costs, flops, updates)
 
     def topology_updates(self, cfg: RunConfig, update_every: int) -> int:
         """How many topology updates a network stepped every ``update_every`` iterations gets in a run."""

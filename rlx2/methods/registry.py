@@ -18,6 +18,7 @@ from rlx2.config import ConfigError
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rlx2.config import RunConfig
     from rlx2.methods.base import Method
 
 _REGISTRY: dict[str, type[Method]] = {}
@@ -94,6 +95,12 @@ def available_methods() -> dict[str, type[Method]]:
     """Every registered method by name, sorted."""
     load_builtin_methods()
     return dict(sorted(_REGISTRY.items()))
+
+
+def resolve(cfg: RunConfig) -> tuple[RunConfig, Method]:
+    """The run's resolved config (budget, method and algorithm defaults filled in) and its method object."""
+    method = get_method(cfg.method)()
+    return method.resolve(cfg), method
 
 
 def get_method(name: str) -> type[Method]:

@@ -30,8 +30,17 @@ from rlx2.sparse.topology import TopologySchedule, drop_and_grow
 
 GrowScores = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
-#: Adam/AdamW moment buffers that must start at zero for a newly grown weight.
+#: Adam/AdamW moment buffers (what ``zero_moments`` clears).
 MOMENT_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+@torch.no_grad()
+def zero_moments(optimizer: torch.optim.Optimizer, weight: torch.Tensor, keep: torch.Tensor) -> None:
+    """Zero ``weight``'s Adam moments wherever ``keep`` is False (grown or pruned connections)."""
+    state = optimizer.state.get(weight, {})
+    for key in MOMENT_KEYS:
+        if key in state:
+            state[key].mul_(keep)
 
 
 @dataclass
@@ -142,10 +151,7 @@ class MaskController:
             keep = keep.view_as(mask)
             weight.mul_(keep)
             if self.grown_adam == "zero":
-                state = self.optimizer.state.get(weight, {})
-                for key in MOMENT_KEYS:
-                    if key in state:
-                        state[key].mul_(keep)
+                zero_moments(self.optimizer, weight, keep)
             layer.mask = result.new_mask
             self.events.append(TopologyEvent(t, name, fraction, k, int(result.new_mask.sum()), layer.density,
                                              int(regrown.sum())))

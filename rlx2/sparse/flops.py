@@ -11,20 +11,21 @@ A backward pass costs twice the forward (input gradients + weight gradients, the
 convention), also through a network that is not being trained (the critic inside the
 actor loss), because that is what autograd computes.
 
-| term | FLOPs |
-|---|---|
-| TD3 critic update, every iteration | ``B (F_A + F_C)`` target actor + target critic, ``+ 3 B F_C`` critic forward/backward |
-| TD3 actor update, every ``policy_delay`` iterations | ``3 B (F_A + F_Q1)`` |
-| SAC critic update, every iteration | ``n_t B F_A`` policy on every next state of the window, ``+ B F_C + 3 B F_C`` |
-| SAC actor update, every iteration | ``3 B (F_A + F_C)`` |
-| acting, every environment step after warm-up | ``F_A`` |
-| topology update of network X | ``+ B (D_X - F_X)``: its weight gradient is computed densely |
+| term | FLOPs | stated by |
+|---|---|---|
+| TD3 critic update, every iteration | ``B (F_A + F_C)`` target actor + target critic, ``+ 3 B F_C`` critic forward/backward | ``TD3.update_flops`` |
+| TD3 actor update, every ``policy_delay`` iterations | ``3 B (F_A + F_Q1)`` | ``TD3.update_flops`` |
+| SAC critic update, every iteration | ``n_t B F_A`` policy on every next state of the window, ``+ B F_C + 3 B F_C`` | ``SAC.update_flops`` |
+| SAC actor update, every iteration | ``3 B (F_A + F_C)`` | ``SAC.update_flops`` |
+| acting, every environment step after warm-up | ``F_A`` | here |
+| topology update of network X | ``+ B (D_X - F_X)``: its weight gradient is computed densely | here |
 
 Not counted: biases, activations, losses, optimiser and Polyak updates, replay sampling,
 evaluation episodes and random warm-up actions.
 
 * **Model size** = active weights of every network the method trains, targets included
-  (TD3: actor, target actor, critic, target critic; SAC: actor, critic, target critic),
+  (TD3: actor, target actor, critic, target critic; SAC: actor, critic, target critic;
+  each agent's ``trained_weights``),
   divided by the same count for the dense agent (the config's hidden widths).
 * **Inference FLOPs** = ``F_A / D_A`` of the dense agent: the actor's forward pass.
 * **Training FLOPs** of a run = the sum of the terms above over its iterations; relative
@@ -82,9 +83,9 @@ class NetworkCosts:
         return cls(actor, critic, q1, actor_dense, critic_dense)
 
     @classmethod
-    def dense(cls, algo: str, obs_dim: int, act_dim: int, hidden: Sequence[int]) -> NetworkCosts:
-        """The dense agent with hidden widths ``hidden`` (the reference of every ratio)."""
-        actor = mlp_weights(obs_dim, hidden, act_dim if algo == "td3" else 2 * act_dim)
+    def dense(cls, agent: Any, obs_dim: int, act_dim: int, hidden: Sequence[int]) -> NetworkCosts:
+        """The dense ``agent`` (an agent class) with hidden widths ``hidden`` (the reference of every ratio)."""
+        actor = mlp_weights(obs_dim, hidden, agent.actor_outputs(act_dim))
         q = mlp_weights(obs_dim + act_dim, hidden, 1)
         return cls(actor, 2 * q, q, actor, 2 * q)
 
@@ -97,34 +98,16 @@ class Phase:
     costs: NetworkCosts
 
 
-def model_weights(algo: str, costs: NetworkCosts) -> float:
-    """Active weights of every network trained, targets included."""
-    if algo == "td3":
-        return 2 * costs.actor + 2 * costs.critic
-    return costs.actor + 2 * costs.critic
-
-
-def _multiples(first: int, last: int, k: int) -> int:
+def multiples(first: int, last: int, k: int) -> int:
     """How many multiples of ``k`` lie in ``[first, last]``."""
     return last // k - (first - 1) // k
 
 
-def iterations_flops(cfg: RunConfig, costs: NetworkCosts, first: int, last: int) -> float:
-    """Training FLOPs of iterations ``first..last`` (1-based, inclusive), acting included."""
+def iterations_flops(cfg: RunConfig, agent: Any, costs: NetworkCosts, first: int, last: int) -> float:
+    """Training FLOPs of iterations ``first..last`` (1-based, inclusive) of an ``agent`` class, acting included."""
     if last < first:
         return 0.0
-    count = last - first + 1
-    b = cfg.batch_size
-    nstep = max(0, last - max(first, cfg.nstep_delay) + 1) if cfg.n_step > 1 else 0
-    acting = count * costs.actor
-    if cfg.algo == "td3":
-        critic = count * b * (costs.actor + 4 * costs.critic)
-        actor = _multiples(first, last, cfg.policy_delay) * 3 * b * (costs.actor + costs.q1)
-    else:
-        policy_targets = b * costs.actor * ((count - nstep) + cfg.n_step * nstep)
-        critic = policy_targets + count * 4 * b * costs.critic
-        actor = count * 3 * b * (costs.actor + costs.critic)
-    return critic + actor + acting
+    return agent.update_flops(cfg, costs, first, last) + (last - first + 1) * costs.actor
 
 
 def topology_flops(cfg: RunConfig, costs: NetworkCosts, updates: dict[str, int]) -> float:
@@ -133,19 +116,25 @@ def topology_flops(cfg: RunConfig, costs: NetworkCosts, updates: dict[str, int])
     return sum(cfg.batch_size * extra[role] * count for role, count in updates.items())
 
 
-def run_flops(cfg: RunConfig, phases: Sequence[Phase], updates: dict[str, int]) -> float:
-    """Training FLOPs of a whole run made of ``phases`` (their iterations add up to the run's)."""
+def run_flops(cfg: RunConfig, agent: Any, phases: Sequence[Phase], updates: dict[str, int]) -> float:
+    """Training FLOPs of a whole run of an ``agent`` class made of ``phases`` (their iterations add up to the run's)."""
     total, first = 0.0, 1
     for phase in phases:
-        total += iterations_flops(cfg, phase.costs, first, first + phase.iterations - 1)
+        total += iterations_flops(cfg, agent, phase.costs, first, first + phase.iterations - 1)
         first += phase.iterations
     return total + topology_flops(cfg, phases[-1].costs, updates)
+
+
+def dense_run_flops(cfg: RunConfig, agent: Any, dense_costs: NetworkCosts) -> float:
+    """Training FLOPs of the dense agent's run with ``cfg``'s budget (1-step targets, no topology updates)."""
+    return run_flops(cfg.replace(n_step=1), agent, [Phase(cfg.training_iterations, dense_costs)], {})
 
 
 @dataclass(frozen=True)
 class TrainingCost:
     """What a method's run costs: its final networks and its total training FLOPs."""
 
+    agent: Any  # the agent class (TD3, SAC): it states the cost terms and which networks count
     final: NetworkCosts
     flops: float
     topology_updates: dict[str, int]
@@ -156,11 +145,10 @@ class TrainingCost:
 
 def flops_report(cfg: RunConfig, obs_dim: int, act_dim: int, cost: TrainingCost) -> dict[str, Any]:
     """Size, inference and training FLOPs of a run, absolute and relative to the dense agent."""
-    dense_costs = NetworkCosts.dense(cfg.algo, obs_dim, act_dim, cfg.hidden_sizes)
-    dense_cfg = cfg.replace(n_step=1)
-    dense_flops = run_flops(dense_cfg, [Phase(cfg.training_iterations, dense_costs)], {})
-    weights, dense_weights = cost.kept_weights or (model_weights(cfg.algo, cost.final),
-                                                   model_weights(cfg.algo, dense_costs))
+    dense_costs = NetworkCosts.dense(cost.agent, obs_dim, act_dim, cfg.hidden_sizes)
+    dense_flops = dense_run_flops(cfg, cost.agent, dense_costs)
+    weights, dense_weights = cost.kept_weights or (cost.agent.trained_weights(cost.final),
+                                                   cost.agent.trained_weights(dense_costs))
     return {
         "model_weights": weights,
         "dense_model_weights": dense_weights,
