@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from baselines.distillation import Distillation, prune_into_student
+from rlx2.baselines.distillation import Distillation, prune_into_student
 from rlx2.train import RunSettingsMismatch, finished_run
 from rlx2.agents.networks import DeterministicActor
 from rlx2.config import RunConfig

@@ -2,7 +2,7 @@
 
 import pytest
 
-from baselines.tiny import matching_hidden_sizes
+from rlx2.baselines.tiny import matching_hidden_sizes
 from rlx2.sparse.flops import mlp_weights as weight_count
 from rlx2.config import RunConfig
 from rlx2.methods import DynamicSparseMethod, Method, SparseMethod, available_methods, get_method, register

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from baselines.pruning import prune_steps, scheduled_sparsity
+from rlx2.baselines.pruning import prune_steps, scheduled_sparsity
 from rlx2.agents import make_agent
 from rlx2.config import RunConfig
 from rlx2.methods import get_method

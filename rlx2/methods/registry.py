@@ -1,7 +1,7 @@
 """Name -> method class. Methods register themselves with ``@register``.
 
 The built-in methods are found, not listed: ``load_builtin_methods`` imports every module
-of ``rlx2.methods`` and of the top-level ``baselines`` package. A user's own module
+of ``rlx2.methods`` and of ``rlx2.baselines`` (the top-level ``baselines/`` folder). A user's own module
 (importable name or path to a ``.py`` file) is loaded with ``load_module``.
 """
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rlx2.methods.base import Method
 
 _REGISTRY: dict[str, type[Method]] = {}
-_BUILTIN_PACKAGES = ("rlx2.methods", "baselines")
+_BUILTIN_PACKAGES = ("rlx2.methods", "rlx2.baselines")
 _loaded = False
 
 
