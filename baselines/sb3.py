@@ -61,7 +61,8 @@ class StableBaselines3(Method):
         sb3 = _sb3()
         from stable_baselines3.common.noise import NormalActionNoise
 
-        common = dict(learning_rate=cfg.lr, buffer_size=cfg.buffer_max, learning_starts=cfg.warmup_steps,
+        common = dict(learning_rate=cfg.lr, buffer_size=min(cfg.buffer_max, cfg.steps),  # never holds more
+                      learning_starts=cfg.warmup_steps,
                       batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma, train_freq=1, gradient_steps=1,
                       policy_kwargs={"net_arch": list(cfg.hidden_sizes)}, seed=cfg.seed, device="cpu", verbose=0)
         if cfg.algo == "td3":
