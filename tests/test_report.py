@@ -201,3 +201,23 @@ def test_a_report_of_real_runs_is_byte_identical_and_names_missing_runs(fixture_
     index = (tmp_path / "r" / "index.md").read_text()
     assert "## Missing runs" in index and f"`{run_id(missing)}`" in index and "5 of 6 finished" in index
     assert "## Reference returns" in index and "| TD3 | Hopper-v5 |" in index
+
+
+def test_the_final_score_averages_the_last_five_percent_of_the_evaluations_made(tmp_path):
+    from rlx2.config import RunConfig
+    from rlx2.methods import resolve
+    from rlx2.recorder import Recorder
+    from rlx2.records import RunDirectory
+
+    # 20 evaluations (10 000 steps, one every 500): the last 5 % is 1, so the floor of 3 applies
+    cfg, method = resolve(RunConfig(steps=10_000, eval_every=500))
+    assert cfg.final_window == 3
+    curve = [10.0 * k for k in range(1, 21)]  # an untrained start, a trained end
+    run_dir = RunDirectory(tmp_path / "run")
+    run_dir.start({"config": cfg.to_dict()})
+    recorder = Recorder(cfg, method, run_dir)
+    recorder.evaluations = list(curve)
+    result = recorder.finish(None, steps=cfg.steps)
+    assert result["final_score"] == (180.0 + 190.0 + 200.0) / 3 and result["final_window"] == 3
+    # 600 evaluations (the paper's 3M steps, one every 5 000): the last 30
+    assert resolve(RunConfig(steps=3_000_000))[0].final_window == 30
