@@ -114,16 +114,10 @@ class Distillation(Method):
         teacher_states, student_steps = self.phase_steps(cfg)
         data_obs = np.zeros((teacher_states + student_steps, obs_dim), np.float32)
         data_act = np.zeros((teacher_states + student_steps, act_dim), np.float32)
-        try:
+        with recorder.attempt(env, eval_env):
             self.teacher_data(cfg, teacher, env, scale, rng, data_obs, data_act, teacher_states)
             seconds = self.distil(cfg, teacher, student, controller, env, eval_env, scale, rng, data_obs, data_act,
                                   teacher_states, recorder, ctx.progress)
-        except BaseException:
-            recorder.abort()
-            raise
-        finally:
-            env.close()
-            eval_env.close()
         return recorder.finish({"student_actor": student.state_dict()},
                                window=final_window(len(recorder.evaluations)),  # the student's own evaluations
                                steps=cfg.steps + student_steps, iterations=student_steps, wall_seconds=seconds,

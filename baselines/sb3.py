@@ -108,15 +108,11 @@ class StableBaselines3(Method):
                 bar.update(1)
                 return True
 
-        try:
-            model.learn(total_timesteps=cfg.steps, callback=Record(), progress_bar=False)
-        except BaseException:
-            recorder.abort()
-            raise
-        finally:
-            bar.close()
-            env.close()
-            eval_env.close()
+        with recorder.attempt(env, eval_env):
+            try:
+                model.learn(total_timesteps=cfg.steps, callback=Record(), progress_bar=False)
+            finally:
+                bar.close()
         learning = time.perf_counter() - learning_since[0] if learning_since else 0.0
         return recorder.finish(None, steps=cfg.steps, iterations=cfg.training_iterations,
                                wall_seconds=time.perf_counter() - started,

@@ -129,14 +129,8 @@ def run_off_policy(ctx) -> dict[str, Any]:
         recorder.start(env, agent.modules(), agent.densities(), flops, agent.controllers)
     if cfg.tensorboard:
         run_dir.open_tensorboard(fresh=checkpoint is None)
-    try:
+    with recorder.attempt(env, eval_env):
         clock = steps(cfg, agent, buffer, rngs, env, eval_env, scale, obs, env_rng, loop, recorder, ctx.progress)
-    except BaseException:
-        recorder.abort()
-        raise
-    finally:
-        env.close()
-        eval_env.close()
     return recorder.finish(agent.state_dict(), steps=cfg.steps, iterations=agent.iterations,
                            wall_seconds=clock.wall_seconds(), steps_per_second=_rate(agent, clock),
                            final_buffer_size=len(buffer), final_densities=agent.densities(),

@@ -12,6 +12,8 @@ stable-baselines3) all record through it, so a run directory always has the same
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -107,3 +109,16 @@ class Recorder:
     def abort(self) -> None:
         """The run stops here without a result (an error, a kill): close the logs, keep what was written."""
         self.run_dir.abort()
+
+    @contextmanager
+    def attempt(self, *envs) -> Iterator[None]:
+        """The body of a run: on any exception the logs are closed (what was written stays) and the error
+        passes on; the environments are closed either way."""
+        try:
+            yield
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            for env in envs:
+                env.close()
