@@ -161,3 +161,15 @@ def test_evaluate_records_a_playable_video(tmp_path, capsys):
     videos = list((tmp_path / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1_000
     assert videos[0].read_bytes()[4:8] == b"ftyp"  # an MP4 container
+
+
+def test_stable_baselines3_runs_record_like_every_other_method(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    result = train(tiny_config(method="sb3", steps=1_000, eval_every=500), tmp_path, progress=False)
+    run_dir = tmp_path / "td3/Hopper-v5/sb3/seed-0"
+    assert result["status"] == "finished" and result["evaluations"] == 2 and result["final_window"] == 2
+    assert [row["step"] for row in rows(run_dir / "evaluations.csv")] == ["500", "1000"]
+    meta = json.loads((run_dir / "config.json").read_text())
+    assert meta["versions"]["stable_baselines3"] and meta["flops"]["size"] == 1.0  # a dense agent, in our accounting
+    again = train(tiny_config(method="sb3", steps=1_000, eval_every=500), tmp_path / "again", progress=False)
+    assert again["final_score"] == result["final_score"]  # seeded: the same run twice
