@@ -72,6 +72,8 @@ class DenseReference:
         """Why ratios to dense are not findings on this task (None: they are)."""
         if self.seeds == 0:
             return "no finished dense run"
+        if self.seeds == 1:
+            return "one dense run: no interval to tell whether it beats the random policy"
         if not self.low > self.random:
             return (f"dense does not clearly beat the random policy (95 % CI of its mean [{fmt(self.low)}, "
                     f"{fmt(self.high)}], random policy {fmt(self.random)})")

@@ -221,3 +221,13 @@ def test_the_final_score_averages_the_last_five_percent_of_the_evaluations_made(
     assert result["final_score"] == (180.0 + 190.0 + 200.0) / 3 and result["final_window"] == 3
     # 600 evaluations (the paper's 3M steps, one every 5 000): the last 30
     assert resolve(RunConfig(steps=3_000_000))[0].final_window == 30
+
+
+def test_a_dense_reference_needs_seeds_and_an_interval_clear_of_random_and_zero():
+    from rlx2.report import DenseReference
+
+    assert DenseReference(20.0, 500.0, 400.0, 600.0, 3).problem is None
+    assert "one dense run" in DenseReference(20.0, 500.0, 500.0, 500.0, 1).problem
+    assert "does not clearly beat the random policy" in DenseReference(20.0, 60.0, 10.0, 110.0, 3).problem
+    assert "reaches 0" in DenseReference(-300.0, 40.0, -20.0, 100.0, 3).problem  # above random, not above 0
+    assert DenseReference(20.0, float("nan"), float("nan"), float("nan"), 0).problem == "no finished dense run"
