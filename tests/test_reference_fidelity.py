@@ -196,7 +196,7 @@ def test_a_checkpoint_between_carry_and_update_resumes_exactly():
 def test_a_short_rlx2_run_scales_its_schedule_switches_to_nstep_and_checks_the_buffer(tmp_path, capsys):
     # No step-count flag given: warm-up, n-step delay, buffer checks and minimum scale to the 6 000-step budget.
     assert main(["run", "--method", "rlx2", "--env", "Hopper-v5", "--steps", "6000", "--batch-size", "64",
-                 "--eval-episodes", "2", "--quiet", "--out", str(tmp_path)]) == 0
+                 "--hidden-sizes", "64", "64", "--eval-episodes", "2", "--quiet", "--out", str(tmp_path)]) == 0
     run = tmp_path / "td3/Hopper-v5/rlx2/seed-0"
     meta = json.loads((run / "config.json").read_text())
     cfg = meta["config"]
