@@ -182,11 +182,13 @@ def paper_table(finals: pd.DataFrame, pct: pd.DataFrame, averages: dict, refs: d
     for algo in sorted(finals.algo.unique()):
         for task in [t for a, t in cells(finals) if a == algo]:
             here = finals[(finals.algo == algo) & (finals.task == task)]
-            sparse = here[here.method == "rlx2"] if "rlx2" in set(here.method) else here
-            first = sparse.iloc[0]
+            first = here.iloc[0]
             row = {"Algo": algo.upper(), "Task": task, "Actor sp.": f"{first.actor_sparsity:.0%}",
-                   "Critic sp.": f"{first.critic_sparsity:.0%}", "Size": f"{first['size']:.3f}x",
-                   "Train FLOPs": f"{first.training_flops:.3f}x", "Infer. FLOPs": f"{first.inference_flops:.3f}x"}
+                   "Critic sp.": f"{first.critic_sparsity:.0%}", "Size": "-", "Train FLOPs": "-", "Infer. FLOPs": "-"}
+            if "rlx2" in set(here.method):  # the paper's cost columns are RLx2's; no stand-in when it is missing
+                rlx2 = here[here.method == "rlx2"].iloc[0]
+                row.update({"Size": f"{rlx2['size']:.3f}x", "Train FLOPs": f"{rlx2.training_flops:.3f}x",
+                            "Infer. FLOPs": f"{rlx2.inference_flops:.3f}x"})
             for method in methods:
                 hit = pct[(pct.algo == algo) & (pct.task == task) & (pct.method == method)]
                 if refs[(algo, task)].problem is not None:
@@ -242,17 +244,34 @@ def raw_score_matrices(finals: pd.DataFrame, algo: str, methods: list[str]) -> d
     return {m: np.stack([c[:seeds] for c in per_task], axis=1) for m, per_task in columns.items()}
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """P(first method > second) with its 95 % CI, and the seeds per method it rests on."""
+
+    p: float
+    low: float
+    high: float
+    seeds: int
+
+    def cell(self) -> str:
+        return cell(self.p, self.low, self.high, digits=2)
+
+
 def improvement_probability(finals: pd.DataFrame, algo: str, better: str, worse: str,
-                            settings: ReportSettings) -> tuple[float, float, float] | None:
+                            settings: ReportSettings) -> Comparison | None:
     """P(``better`` > ``worse``) on raw scores (scale-free, so valid on any task) with its 95 % CI."""
     scores = raw_score_matrices(finals, algo, [better, worse])
     if not scores:
         return None
-    return probability_of_improvement(scores, better, settings.reps, settings.seed)[f"{better},{worse}"]
+    p, low, high = probability_of_improvement(scores, better, settings.reps, settings.seed)[f"{better},{worse}"]
+    return Comparison(p, low, high, len(scores[better]))
 
 
-def verdict(low: float, high: float) -> str:
-    return "holds" if low > 0.5 else "reversed" if high < 0.5 else "unresolved"
+def verdict(got: Comparison) -> str:
+    """"holds" / "reversed" when the interval excludes 1/2; one seed each gives a degenerate interval, so never."""
+    if got.seeds < 2:
+        return "unresolved (one seed)"
+    return "holds" if got.low > 0.5 else "reversed" if got.high < 0.5 else "unresolved"
 
 
 def ordering_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
@@ -272,8 +291,7 @@ def ordering_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFra
                     continue
                 rows.append({"Algo": algo.upper(), "Task": task,
                              "Paper's order": f"{above} ({published[above]:.1f}) > {below} ({published[below]:.1f})",
-                             "Ours: P(first > second) [95% CI]": cell(*got, digits=2),
-                             "Verdict": verdict(got[1], got[2])})
+                             "Ours: P(first > second) [95% CI]": got.cell(), "Verdict": verdict(got)})
     return pd.DataFrame(rows)
 
 
@@ -286,9 +304,9 @@ def improvement_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.Data
                 continue
             got = improvement_probability(finals, algo, "rlx2", method, settings)
             if got is not None:
-                rows.append({"Algo": algo.upper(), "Method": method, "P(RLx2 > method) [95% CI]": cell(*got, digits=2),
-                             "Verdict": {"holds": "RLx2 better", "reversed": "RLx2 worse",
-                                         "unresolved": "unresolved"}[verdict(got[1], got[2])]})
+                said = verdict(got)
+                rows.append({"Algo": algo.upper(), "Method": method, "P(RLx2 > method) [95% CI]": got.cell(),
+                             "Verdict": {"holds": "RLx2 better", "reversed": "RLx2 worse"}.get(said, said)})
     return pd.DataFrame(rows)
 
 
@@ -337,11 +355,12 @@ def separation(finals: pd.DataFrame, settings: ReportSettings) -> str | None:
             verdicts.append((f"{algo.upper()} {task}", got))
     if not verdicts:
         return None
-    unresolved = [(name, got) for name, got in verdicts if not got[1] > 0.5]
+    unresolved = [(name, got) for name, got in verdicts if verdict(got) != "holds"]
     if not unresolved:
         return ("At this budget dense clearly beats static sparse training on every task (P(dense > static), 95 % "
                 "interval above 0.5): the methods separate, and the tables below are evidence about them.\n")
-    listed = "; ".join(f"{name}: P(dense > static) = {cell(*got, digits=2)}" for name, got in unresolved)
+    listed = "; ".join(f"{name}: P(dense > static) = {got.cell()}" + (", one seed each" if got.seeds < 2 else "")
+                       for name, got in unresolved)
     return (f"**At this budget dense does not clearly beat static sparse training** ({listed}). Where even that gap "
             "is not resolved, differences between the sparse methods are not evidence about them: read this report "
             "as the pipeline working, and the profile's description for where to find a budget that separates them.\n")
@@ -356,17 +375,18 @@ def sb3_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
             continue
         pair = {"dense": dense[:, None], "sb3": sb3[:, None]}
         iqm = aggregate_metrics(pair, settings.reps, settings.seed)
-        p = probability_of_improvement(pair, "dense", settings.reps, settings.seed)["dense,sb3"]
+        p = Comparison(*probability_of_improvement(pair, "dense", settings.reps, settings.seed)["dense,sb3"],
+                       seeds=min(len(dense), len(sb3)))
+        said = verdict(p)
         for method, scores in (("dense (ours)", dense), ("sb3", sb3)):
             key = "dense" if method.startswith("dense") else "sb3"
             rows.append({"Algo": algo.upper(), "Task": task, "Agent": method,
                          "Final scores by seed": ", ".join(fmt(s) for s in scores),
                          "Mean [95% CI]": cell(*mean_interval(scores, settings)),
                          "IQM [95% CI]": cell(*iqm[key]["IQM"]),
-                         "P(ours > sb3) [95% CI]": cell(*p, digits=2) if key == "dense" else "",
+                         "P(ours > sb3) [95% CI]": p.cell() if key == "dense" else "",
                          "Verdict": {"holds": "ours better", "reversed": "ours worse",
-                                     "unresolved": "no clear difference"}[verdict(p[1], p[2])]
-                         if key == "dense" else ""})
+                                     "unresolved": "no clear difference"}.get(said, said) if key == "dense" else ""})
     return pd.DataFrame(rows)
 
 
@@ -386,6 +406,18 @@ def run_facts(runs: list[RunConfig], results: Path) -> dict:
         seconds += float(result.get("wall_seconds", 0.0) or 0.0)
     return {"versions": [json.loads(v) for v in sorted(versions)], "commits": sorted(commits),
             "run_hours": seconds / 3600}
+
+
+def package_versions(recorded: list[dict]) -> str:
+    """One line for the versions the runs recorded: ``pkg 1.0``, ``pkg 1.0 / 1.1`` where runs differ, and
+    ``(some runs)`` for a package only some runs use (e.g. stable-baselines3)."""
+    names = sorted({name for versions in recorded for name in versions})
+    parts = []
+    for name in names:
+        seen = sorted({str(versions[name]) for versions in recorded if name in versions})
+        some = "" if all(name in versions for versions in recorded) else " (some runs)"
+        parts.append(f"{name} {' / '.join(seen)}{some}")
+    return ", ".join(parts) or "unknown"
 
 
 def existing_finished(out: Path) -> int | None:
@@ -454,6 +486,9 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
         sections.append(("Results", "No run of this profile has finished yet: there is nothing to tabulate.\n"))
     else:
         verdict_text = separation(finals, settings)
+        if verdict_text is None and {"dense", "static"} <= {c.method for c in runs}:
+            verdict_text = ("Not judged yet: dense and static sparse training have no finished runs on a common task, "
+                            "so nothing below says whether this budget separates the methods at all.\n")
         if verdict_text:
             sections.append(("What this budget can say", verdict_text))
         random_returns = {task: random_policy_return(task, settings.random_episodes, settings.seed)
@@ -534,8 +569,7 @@ def write_index(out: Path, suite_name: str, profile: str, description: str, runs
         f"{settings.random_episodes} episodes per task",
         f"- code commit(s): {', '.join(facts['commits']) or 'unknown'}",
     ]
-    for versions in facts["versions"]:
-        lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    lines.append("- versions: " + package_versions(facts["versions"]))
     lines.append("")
     if collected.missing:
         lines += ["## Missing runs", "",
@@ -552,7 +586,11 @@ def write_index(out: Path, suite_name: str, profile: str, description: str, runs
             lines += [f"![{name}](figures/{name}.png)", "", f"*{caption}*", ""]
     lines += [
         "## Caveats", "",
-        f"- {len(seeds)} seed(s) per cell; intervals are 95 % bootstrap intervals over those seeds.",
+        (f"- {len(seeds)} seed(s) per cell; intervals are 95 % bootstrap intervals over those seeds."
+         if not collected.missing else
+         f"- up to {len(seeds)} seed(s) per cell ({len(collected.missing)} runs missing: a cell's count is in "
+         "`runs.csv`); intervals are 95 % bootstrap intervals over the finished seeds, and a comparison resting on "
+         "one seed per method is never called a finding."),
         f"- The budget ({cfg.steps:,} steps) is {cfg.steps / PAPER_STEPS:.1%} of the paper's 3M; short runs favour "
         "methods that learn fast, and sparse topology evolution has less time to act.",
         "- gymnasium v5 tasks differ from the paper's gym v3 ones (observation sizes, some rewards): compare ratios "

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from rlx2.config import run_id
-from rlx2.report import ReportSettings, build_report
+from rlx2.report import Comparison, ReportSettings, build_report, package_versions, verdict
 from rlx2.stats import AGGREGATES, aggregate_metrics, interval_estimates, normalise, probability_of_improvement
 from rlx2.suite import load_suite
 from test_faults import make_suite
@@ -26,6 +26,22 @@ def test_aggregates_by_hand():
     assert AGGREGATES["Median"](X) == pytest.approx(0.475)
     assert AGGREGATES["Mean"](X) == pytest.approx(0.475)
     assert AGGREGATES["Optimality gap"](X) == pytest.approx(1 - 0.475)
+
+
+def test_package_versions_are_one_line_that_says_where_runs_differ():
+    recorded = [{"torch": "2.13.0", "numpy": "2.4.6"},
+                {"torch": "2.13.0", "numpy": "2.4.7", "stable_baselines3": "2.9.2"}]
+    assert package_versions(recorded) == "numpy 2.4.6 / 2.4.7, stable_baselines3 2.9.2 (some runs), torch 2.13.0"
+    assert package_versions([]) == "unknown"
+
+
+def test_one_seed_per_method_is_never_a_verdict():
+    # One seed each: the bootstrap interval collapses to the point, which must not read as certainty.
+    assert verdict(Comparison(1.0, 1.0, 1.0, seeds=1)) == "unresolved (one seed)"
+    assert verdict(Comparison(0.0, 0.0, 0.0, seeds=1)) == "unresolved (one seed)"
+    assert verdict(Comparison(0.9, 0.6, 1.0, seeds=3)) == "holds"
+    assert verdict(Comparison(0.1, 0.0, 0.4, seeds=3)) == "reversed"
+    assert verdict(Comparison(0.6, 0.3, 0.9, seeds=3)) == "unresolved"
 
 
 def test_normalisation():
