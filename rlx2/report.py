@@ -90,6 +90,11 @@ def cell(point: float, low: float, high: float, digits: int = 1) -> str:
     return f"{fmt(point, digits)} [{fmt(low, digits)}, {fmt(high, digits)}]"
 
 
+def seeded_cell(point: float, low: float, high: float, seeds: int, digits: int = 1) -> str:
+    """``cell``, except that one seed has no interval (a bootstrap over one value collapses to it): "x (1 seed)"."""
+    return cell(point, low, high, digits) if seeds >= 2 else f"{fmt(point, digits)} (1 seed)"
+
+
 def markdown(df: pd.DataFrame) -> str:
     header = "| " + " | ".join(df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
@@ -168,7 +173,8 @@ def percent_of_dense(finals: pd.DataFrame, refs: dict, settings: ReportSettings)
         for method, per_task in columns.items():
             if len(per_task) == len(tasks):  # a task without this method: no average
                 seeds = min(len(c) for c in per_task)
-                averages[(algo, method)] = mean_interval(np.stack([c[:seeds] for c in per_task], axis=1), settings)
+                averages[(algo, method)] = (*mean_interval(np.stack([c[:seeds] for c in per_task], axis=1), settings),
+                                            seeds)
     return pd.DataFrame(rows, columns=["algo", "task", "method", "pct", "low", "high", "seeds"]), averages
 
 
@@ -194,12 +200,12 @@ def paper_table(finals: pd.DataFrame, pct: pd.DataFrame, averages: dict, refs: d
                 if refs[(algo, task)].problem is not None:
                     row[method] = NOT_REPORTED
                 else:
-                    row[method] = cell(hit.pct.iloc[0], hit.low.iloc[0], hit.high.iloc[0]) if not hit.empty else "-"
+                    row[method] = seeded_cell(*hit[["pct", "low", "high", "seeds"]].iloc[0]) if not hit.empty else "-"
             rows.append(row)
         average = {"Algo": algo.upper(), "Task": "Average (reported tasks)", "Actor sp.": "", "Critic sp.": "",
                    "Size": "", "Train FLOPs": "", "Infer. FLOPs": ""}
         for method in methods:
-            average[method] = cell(*averages[(algo, method)]) if (algo, method) in averages else "-"
+            average[method] = seeded_cell(*averages[(algo, method)]) if (algo, method) in averages else "-"
         rows.append(average)
     return pd.DataFrame(rows)
 
@@ -215,7 +221,7 @@ def versus_paper(pct: pd.DataFrame, averages: dict, refs: dict, budget: int) -> 
         for method in PAPER_METHODS:
             hit = pct[(pct.algo == algo) & (pct.task == task) & (pct.method == method)]
             ours = (NOT_REPORTED if refs[(algo, task)].problem is not None else
-                    cell(hit.pct.iloc[0], hit.low.iloc[0], hit.high.iloc[0]) if not hit.empty else "not run")
+                    seeded_cell(*hit[["pct", "low", "high", "seeds"]].iloc[0]) if not hit.empty else "not run")
             rows.append({"Algo": algo.upper(), "Task": task, "Method": method,
                          f"Ours ({budget:,} steps, gymnasium v5)": ours,
                          f"Paper ({PAPER_STEPS:,} steps, gym v3, {actor_sp:.0%}/{critic_sp:.0%})":
@@ -225,7 +231,7 @@ def versus_paper(pct: pd.DataFrame, averages: dict, refs: dict, budget: int) -> 
             continue
         (actor_sp, critic_sp), published = paper_row(algo, "Average")
         for method in PAPER_METHODS:
-            ours = cell(*averages[(algo, method)]) if (algo, method) in averages else "-"
+            ours = seeded_cell(*averages[(algo, method)]) if (algo, method) in averages else "-"
             rows.append({"Algo": algo.upper(), "Task": "Average (reported tasks; paper: four tasks)", "Method": method,
                          f"Ours ({budget:,} steps, gymnasium v5)": ours,
                          f"Paper ({PAPER_STEPS:,} steps, gym v3, {actor_sp:.0%}/{critic_sp:.0%})":
@@ -338,7 +344,7 @@ def aggregate_table(scores: dict[str, dict[str, np.ndarray]], settings: ReportSe
         for method in ordered(by_method):
             row = {"Algo": algo.upper(), "Method": method, "Runs": by_method[method].size}
             for metric, (point, low, high) in results[method].items():
-                row[metric] = cell(point, low, high, 2)
+                row[metric] = seeded_cell(point, low, high, by_method[method].shape[0], 2)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -382,8 +388,8 @@ def sb3_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
             key = "dense" if method.startswith("dense") else "sb3"
             rows.append({"Algo": algo.upper(), "Task": task, "Agent": method,
                          "Final scores by seed": ", ".join(fmt(s) for s in scores),
-                         "Mean [95% CI]": cell(*mean_interval(scores, settings)),
-                         "IQM [95% CI]": cell(*iqm[key]["IQM"]),
+                         "Mean [95% CI]": seeded_cell(*mean_interval(scores, settings), len(scores)),
+                         "IQM [95% CI]": seeded_cell(*iqm[key]["IQM"], len(scores)),
                          "P(ours > sb3) [95% CI]": p.cell() if key == "dense" else "",
                          "Verdict": {"holds": "ours better", "reversed": "ours worse",
                                      "unresolved": "no clear difference"}.get(said, said) if key == "dense" else ""})

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from rlx2.config import run_id
-from rlx2.report import Comparison, ReportSettings, build_report, package_versions, verdict
+from rlx2.report import Comparison, ReportSettings, build_report, package_versions, seeded_cell, verdict
 from rlx2.stats import AGGREGATES, aggregate_metrics, interval_estimates, normalise, probability_of_improvement
 from rlx2.suite import load_suite
 from test_faults import make_suite
@@ -42,6 +42,8 @@ def test_one_seed_per_method_is_never_a_verdict():
     assert verdict(Comparison(0.9, 0.6, 1.0, seeds=3)) == "holds"
     assert verdict(Comparison(0.1, 0.0, 0.4, seeds=3)) == "reversed"
     assert verdict(Comparison(0.6, 0.3, 0.9, seeds=3)) == "unresolved"
+    assert seeded_cell(90.3, 90.3, 90.3, seeds=1) == "90.3 (1 seed)"
+    assert seeded_cell(90.3, 80.0, 99.5, seeds=2) == "90.3 [80.0, 99.5]"
 
 
 def test_normalisation():
