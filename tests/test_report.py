@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from rlx2.config import run_id
-from rlx2.report import Comparison, ReportSettings, build_report, package_versions, seeded_cell, verdict
+from rlx2.report import (Comparison, DenseReference, ReportSettings, build_report, package_versions, seeded_cell,
+                         verdict, versus_paper)
 from rlx2.stats import AGGREGATES, aggregate_metrics, interval_estimates, normalise, probability_of_improvement
 from rlx2.suite import load_suite
 from test_faults import make_suite
@@ -44,6 +45,21 @@ def test_one_seed_per_method_is_never_a_verdict():
     assert verdict(Comparison(0.6, 0.3, 0.9, seeds=3)) == "unresolved"
     assert seeded_cell(90.3, 90.3, 90.3, seeds=1) == "90.3 (1 seed)"
     assert seeded_cell(90.3, 80.0, 99.5, seeds=2) == "90.3 [80.0, 99.5]"
+
+
+def test_tasks_at_different_sparsities_share_the_columns_beside_the_paper():
+    # Hopper (98/95 %) and HalfCheetah (90/85 %): one "Paper" column, the sparsity in its own column, no gaps.
+    refs = {("td3", "Hopper-v5"): DenseReference(29.0, 300.0, 250.0, 350.0, 3),
+            ("td3", "HalfCheetah-v5"): DenseReference(-270.0, 150.0, 100.0, 200.0, 3)}
+    pct = pd.DataFrame([{"algo": "td3", "task": t, "method": "rlx2", "pct": 90.0, "low": 80.0, "high": 99.0,
+                         "seeds": 3} for t in ("Hopper-v5", "HalfCheetah-v5")])
+    table = versus_paper(pct, {}, refs, 300_000)
+    assert list(table.columns) == ["Algo", "Task", "Method", "Ours (300,000 steps, gymnasium v5)",
+                                   "Paper (3,000,000 steps, gym v3)", "Paper's sparsity (actor/critic)"]
+    assert not table.isna().any().any()
+    rlx2 = table[table.Method == "rlx2"].set_index("Task")
+    assert rlx2.loc["Hopper-v5", "Paper's sparsity (actor/critic)"] == "98%/95%"
+    assert rlx2.loc["HalfCheetah-v5", "Paper (3,000,000 steps, gym v3)"] == "99.8"
 
 
 def test_normalisation():
