@@ -118,7 +118,7 @@ def _f(default: Any, help: str) -> Any:
 class RunConfig:
     """One run: algorithm x task x method x seed, and every hyperparameter (spec sections 2-7)."""
 
-    algo: Literal["td3", "sac"] = _f("td3", "agent: td3 or sac")
+    algo: Literal[ALGOS] = _f("td3", "agent: td3 or sac")
     env: Annotated[str, Strict(), Field(min_length=1)] = _f("Hopper-v5", "any gymnasium task id with a continuous (Box) action space")
     method: Annotated[str, Strict(), Field(min_length=1)] = _f("rlx2", "registered method name (see `rlx2 methods`)")
     seed: _int(ge=0, le=MAX_SEED) = _f(0, "seed of this run's generators, environment and initial masks")
@@ -169,7 +169,7 @@ class RunConfig:
     checkpoint_every: Interval | None = _f(None, "environment steps between checkpoints, each taken at the next episode end "
                                             "(default: 50 000 x steps/3M, at least 1 000)")
     torch_threads: _int(ge=1, le=256) = _f(1, "torch intra-op threads for this run")
-    sparse_backend: Literal["auto", "masked-dense", "csr"] = _f("auto", f"how masked layers compute: auto (CSR kernels for layers of density <= {CSR_MAX_DENSITY}), "
+    sparse_backend: Literal[BACKENDS] = _f("auto", f"how masked layers compute: auto (CSR kernels for layers of density <= {CSR_MAX_DENSITY}), "
                                      "masked-dense (the reference) or csr; results agree within float tolerance")
     tensorboard: Flag = _f(False, "also write diagnostics and evaluations as TensorBoard events in <run>/tensorboard")
 
