@@ -9,7 +9,6 @@ alone: its own resolved config (``config.json``) and final weights and masks
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 
 from rlx2.config import ConfigError, RunConfig
 from rlx2.envs import ActionScaler
+from rlx2.records import RunDirectory
 
 #: The evaluation environment of a run with seed ``s`` is reset with ``s + EVAL_SEED_OFFSET``.
 EVAL_SEED_OFFSET = 100
@@ -48,10 +48,12 @@ def load_agent(run_dir: str | Path):
 
     run_dir = Path(run_dir)
     try:
-        meta = json.loads((run_dir / "config.json").read_text())
+        meta = RunDirectory(run_dir).saved_config()
+        if meta is None:
+            raise ValueError("missing or not JSON")
         cfg = RunConfig.from_dict(meta["config"])
         obs_dim, act_dim = meta["env"]["obs_dim"], meta["env"]["act_dim"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError("run_dir", str(run_dir), f"not a run directory with a readable config.json ({exc})") from None
     model = run_dir / "model.pt"
     if not model.is_file():

@@ -229,3 +229,14 @@ def test_a_resumed_run_says_from_which_step(tmp_path):
 
 def test_tiny_config_is_valid():
     tiny_config().validate()
+
+
+@pytest.mark.parametrize("content", [None, "{not json", json.dumps({"config": {"lr": "abc"}})],
+                         ids=["no config.json", "not JSON", "bad setting"])
+def test_evaluate_on_a_directory_that_is_not_a_run_exits_2_naming_it(tmp_path, capsys, content):
+    if content is not None:
+        (tmp_path / "config.json").write_text(content)
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", str(tmp_path)])
+    assert info.value.code == 2
+    assert f"run-dir='{tmp_path}': not a run directory with a readable config.json" in capsys.readouterr().err
