@@ -7,7 +7,11 @@ A suite file has four tables (see ``suites/mujoco.toml``):
 * ``[sparsity.<algo>]``: ``"<task>" = [actor, critic]`` for every algo and task in use;
 * ``[settings]``: RunConfig fields applied to every run (optional);
 * ``[profiles.<name>]``: ``steps`` (budget per run), ``seeds`` (count), optional
-  ``algos``/``tasks``/``methods`` subsets and a ``settings`` table of their own.
+  ``algos``/``tasks``/``methods`` subsets, ``method_seeds`` (``{ method = count }``: a method
+  run at another seed count than ``seeds`` by declaration, so its other seeds are not
+  "missing"), ``primary`` (``[X, Y]``: the comparison "X beats Y" decided before any run, which
+  the report tests on its own instead of inside the family of every pair) and a ``settings``
+  table of their own.
 
 **Budget scaling**: a profile's ``steps`` is every run's budget; the step-count settings a
 file leaves unset are scaled to it when a run is resolved, by the one rule every run
@@ -26,7 +30,7 @@ from rlx2.config import ALGOS, MAX_STEPS, ConfigError, RunConfig
 #: Where suite names are looked up: ./suites first, then the suites/ beside the package source.
 SUITES_DIRS = (Path("suites"), Path(__file__).resolve().parent.parent / "suites")
 SUITE_KEYS = {"algos", "tasks", "methods", "modules", "default_profile", "description"}
-PROFILE_KEYS = {"steps", "seeds", "algos", "tasks", "methods", "settings", "description"}
+PROFILE_KEYS = {"steps", "seeds", "method_seeds", "primary", "algos", "tasks", "methods", "settings", "description"}
 TOP_KEYS = {"suite", "sparsity", "settings", "profiles"}
 
 
@@ -45,6 +49,15 @@ class Suite:
     runs: tuple[RunConfig, ...]
     modules: tuple[str, ...]
     description: str
+    #: Seeds per method of the profile (every method; most have the profile's ``seeds``).
+    seeds: dict[str, int]
+    #: The comparison decided in advance, ``(X, Y)`` for "X beats Y", or None.
+    primary: tuple[str, str] | None = None
+
+    def declared_fewer(self) -> dict[str, int]:
+        """Methods the profile runs at fewer seeds than its most-seeded method, by declaration."""
+        most = max(self.seeds.values())
+        return {m: n for m, n in self.seeds.items() if n < most}
 
 
 def suite_path(name_or_path: str) -> Path:
@@ -185,6 +198,30 @@ def select_profile(path: Path, data: dict[str, Any], head: dict[str, Any], profi
     return profile, prof
 
 
+def method_seeds(path: Path, where: str, prof: dict[str, Any], methods: list[str]) -> dict[str, int]:
+    """Seed count per method: the profile's ``seeds``, or its ``method_seeds`` entry."""
+    table = prof.get("method_seeds", {})
+    if not isinstance(table, dict):
+        raise SuiteError(path, f"{where}.method_seeds", table, "must be a table of method = seed count")
+    for method, value in table.items():
+        if method not in methods:
+            raise SuiteError(path, f"{where}.method_seeds.{method}", value, f"not a method of the profile {methods}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SEEDS:
+            raise SuiteError(path, f"{where}.method_seeds.{method}", value, f"must be an integer in [1, {MAX_SEEDS:,}]")
+    return {m: table.get(m, prof["seeds"]) for m in methods}
+
+
+def primary_comparison(path: Path, where: str, prof: dict[str, Any], methods: list[str]) -> tuple[str, str] | None:
+    """``primary = [X, Y]``: two different methods of the profile."""
+    if "primary" not in prof:
+        return None
+    value = prof["primary"]
+    if (not isinstance(value, list) or len(value) != 2 or value[0] == value[1]
+            or not all(isinstance(m, str) and m in methods for m in value)):
+        raise SuiteError(path, f"{where}.primary", value, f"must be [X, Y], two different methods of {methods}")
+    return value[0], value[1]
+
+
 def check_tasks(path: Path, tasks: list[str]) -> None:
     """Every task is a gymnasium continuous-control task rlx2 can train on."""
     from rlx2.envs import make_env
@@ -214,15 +251,15 @@ def sparsities(path: Path, data: dict[str, Any], algos: list[str], tasks: list[s
     return table
 
 
-def expand(path: Path, algos: list[str], tasks: list[str], methods: list[str], seeds: int, steps: int,
+def expand(path: Path, algos: list[str], tasks: list[str], seeds: dict[str, int], steps: int,
            sparsity: dict[str, dict[str, list]], settings: dict[str, Any]) -> list[RunConfig]:
-    """One checked RunConfig per algo x task x method x seed."""
+    """One checked RunConfig per algo x task x method x seed (``seeds``: count per method)."""
     runs = []
     for algo in algos:
         for task in tasks:
             actor_sp, critic_sp = sparsity[algo][task]
-            for method in methods:
-                for seed in range(seeds):
+            for method, count in seeds.items():
+                for seed in range(count):
                     values = {**settings, "algo": algo, "env": task, "method": method, "seed": seed,
                               "steps": steps, "actor_sparsity": float(actor_sp), "critic_sparsity": float(critic_sp)}
                     try:
@@ -246,13 +283,15 @@ def load_suite(name_or_path: str, profile: str | None = None) -> Suite:
     algos = _subset(path, f"{where}.algos", prof["algos"], algos) if "algos" in prof else algos
     tasks = _subset(path, f"{where}.tasks", prof["tasks"], tasks) if "tasks" in prof else tasks
     methods = _subset(path, f"{where}.methods", prof["methods"], methods) if "methods" in prof else methods
-    total = len(algos) * len(tasks) * len(methods) * prof["seeds"]
+    seeds = method_seeds(path, where, prof, methods)
+    total = len(algos) * len(tasks) * sum(seeds.values())
     if total > MAX_RUNS:
         raise SuiteError(path, "runs", total, f"algos x tasks x methods x seeds must be at most {MAX_RUNS:,}")
     check_tasks(path, tasks)
     sparsity = sparsities(path, data, algos, tasks)
     settings = {**_settings(path, "settings", data.get("settings", {})),
                 **_settings(path, f"{where}.settings", prof.get("settings", {}))}
-    runs = expand(path, algos, tasks, methods, prof["seeds"], prof["steps"], sparsity, settings)
+    runs = expand(path, algos, tasks, seeds, prof["steps"], sparsity, settings)
     return Suite(path.stem, path, profile, tuple(runs), tuple(modules),
-                 str(prof.get("description", head.get("description", ""))))
+                 str(prof.get("description", head.get("description", ""))), seeds,
+                 primary_comparison(path, where, prof, methods))
