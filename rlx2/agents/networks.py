@@ -15,12 +15,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rlx2.sparse.layers import MaskedLinear, masked_layers
+from rlx2.sparse.layers import MaskedLinear, MaskedMLP, masked_layers, mlp_heads
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> MaskedMLP:
     """``in -> hidden[0] -> ... -> out`` with ReLU between layers and none after the last."""
     widths = [in_dim, *hidden, out_dim]
     layers: list[nn.Module] = []
@@ -28,7 +28,7 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
         layers.append(MaskedLinear(a, b))
         if i < len(widths) - 2:
             layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    return MaskedMLP(*layers)
 
 
 @torch.no_grad()
@@ -107,8 +107,8 @@ class TwinQ(nn.Module):
         self.q2 = mlp(obs_dim + act_dim, hidden, 1)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([obs, act], dim=-1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+        q1, q2 = mlp_heads([self.q1, self.q2], torch.cat([obs, act], dim=-1))  # both heads as one operation
+        return q1.squeeze(-1), q2.squeeze(-1)
 
     def first(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Q1 only (TD3's actor loss)."""

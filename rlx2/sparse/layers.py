@@ -18,14 +18,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from rlx2.sparse.backend import (
-    BACKENDS,
-    CSR_MAX_DENSITY,
-    CsrLinear,
-    SparsePattern,
-    csr_linear_forward,
-    dense_linear,
-)
+from rlx2.sparse.backend import BACKENDS, CSR_MAX_DENSITY, CsrWeights, SparsePattern, dense_linear
+from rlx2.sparse.fused import fused_heads
 from rlx2.sparse.distribution import active_counts, layer_densities
 
 
@@ -43,11 +37,12 @@ class MaskedLinear(nn.Linear):
         super().__init__(in_features, out_features, bias)
         self.register_buffer("mask", None)
         self._pattern: tuple[torch.Tensor, int, SparsePattern] | None = None  # (mask, its version, pattern)
+        self._csr: CsrWeights | None = None  # persistent CSR tensors on the current pattern
 
     def __getstate__(self) -> dict:
-        """Copies and pickles leave out the CSR index cache: it is rebuilt on demand (and sparse tensors can't be copied)."""
+        """Copies and pickles leave out the CSR caches: they are rebuilt on demand (and sparse tensors can't be copied)."""
         state = self.__dict__.copy()
-        state["_pattern"] = None
+        state["_pattern"] = state["_csr"] = None
         return state
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -98,16 +93,52 @@ class MaskedLinear(nn.Linear):
         """Whether ``forward`` takes the CSR path for the current mask and backend."""
         return self.csr_pattern() is not None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead, x2 = x.shape[:-1], x.reshape(-1, self.in_features)
+    def csr_weights(self) -> CsrWeights | None:
+        """The persistent CSR tensors ``forward`` computes with, or None on the dense path."""
         pattern = self.csr_pattern()
-        if pattern is None:  # masked-dense: inactive weights are exactly zero
-            y = dense_linear(x2, self.weight, self.bias)
-        elif torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            y = CsrLinear.apply(x2, self.weight, self.bias, pattern, self.needs_dense_grad)
-        else:
-            y = csr_linear_forward(x2, self.weight, self.bias, pattern)
-        return y.reshape(*lead, self.out_features)
+        if pattern is None:
+            return None
+        if self._csr is None or self._csr.pattern is not pattern:
+            self._csr = CsrWeights(pattern)
+        return self._csr
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.uses_csr():
+            return fused_heads([[self]], x)[0]
+        # masked-dense: inactive weights are exactly zero
+        y = dense_linear(x.reshape(-1, self.in_features), self.weight, self.bias)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+
+class MaskedMLP(nn.Sequential):
+    """``MaskedLinear`` layers with a ReLU between consecutive ones (none after the last).
+
+    Unless a layer is on the ``masked-dense`` reference backend, the whole network runs as
+    one operation (``rlx2.sparse.fused``). Submodule names and ``state_dict`` keys are
+    those of the plain ``nn.Sequential`` (``0.weight``, ``0.mask``, ``2.weight``, ...).
+    """
+
+    def fused_layers(self) -> list[MaskedLinear] | None:
+        """The linear layers when the fused path applies, else None."""
+        layers = list(self)
+        linear = layers[0::2]
+        if not all(isinstance(m, MaskedLinear) and m.backend != "masked-dense" for m in linear):
+            return None
+        if not all(isinstance(m, nn.ReLU) for m in layers[1::2]) or len(layers) % 2 == 0:
+            return None
+        return linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = self.fused_layers()
+        return super().forward(x) if layers is None else fused_heads([layers], x)[0]
+
+
+def mlp_heads(heads: list[MaskedMLP], x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Every network of ``heads`` applied to the same ``x``: one fused operation when all can fuse."""
+    plans = [head.fused_layers() for head in heads]
+    if any(plan is None for plan in plans):
+        return tuple(head(x) for head in heads)
+    return fused_heads(plans, x)
 
 
 def set_backend(module: nn.Module, backend: str) -> None:
