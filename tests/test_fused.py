@@ -1,4 +1,8 @@
-"""One autograd operation per network (``rlx2.sparse.fused``) computes what the layers compute one by one."""
+"""One autograd operation per network (``rlx2.sparse.fused``) computes what the layers compute one by one.
+
+These test the PyTorch path (the compiled kernels switched off); ``test_compiled.py`` holds
+the compiled path to it.
+"""
 
 import copy
 
@@ -8,6 +12,8 @@ from torch import nn
 
 from rlx2.agents.networks import TwinQ, frozen, mlp
 from rlx2.sparse.layers import MaskedMLP, mlp_heads, random_mask, set_backend
+
+pytestmark = pytest.mark.usefixtures("torch_path")
 
 
 def sparse_mlp(in_dim=10, hidden=(48, 48), out_dim=3, densities=(0.6, 0.08, 1.0), seed=0):

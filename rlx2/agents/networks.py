@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rlx2.sparse import kernels
 from rlx2.sparse.layers import MaskedLinear, MaskedMLP, masked_layers, mlp_heads
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -134,14 +135,44 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 class SoftUpdate:
-    """Polyak averaging ``target <- (1 - tau) target + tau online``, parameters paired by name once."""
+    """Polyak averaging ``target <- (1 - tau) target + tau online``, parameters paired by name once.
+
+    For a network on the compiled kernels (one with a CSR layer, ``rlx2.sparse.kernels``) it
+    is one kernel call, and a masked weight moves at its active entries only: elsewhere both
+    weights are zero (the target shares the online mask, the controller never writes
+    inactive entries), so a dense average would change nothing there.
+    """
 
     def __init__(self, target: nn.Module, online: nn.Module, tau: float) -> None:
         online_params = dict(online.named_parameters())
         self.targets = [p for _, p in target.named_parameters()]
         self.onlines = [online_params[name] for name, _ in target.named_parameters()]
         self.tau = tau
+        online_layers = dict(masked_layers(online))
+        self.layers = [(online_layers[name], layer) for name, layer in masked_layers(target)]
+        self._weights = {id(layer.weight): (online_layers[name], layer) for name, layer in masked_layers(target)}
+        self._arrays: tuple | None = None
+
+    def compiled(self) -> bool:
+        return kernels.compiled() is not None and any(online.uses_csr() for online, _ in self.layers)
 
     @torch.no_grad()
     def __call__(self) -> None:
-        torch._foreach_lerp_(self.targets, self.onlines, self.tau)
+        if not self.compiled():
+            torch._foreach_lerp_(self.targets, self.onlines, self.tau)
+            return
+        pointers = tuple((t.data_ptr(), o.data_ptr()) for t, o in zip(self.targets, self.onlines))
+        masks = [(online.mask, target.mask) for online, target in self.layers]
+        versions = tuple(None if online.mask is None else online.mask._version for online, _ in self.layers)
+        cached = self._arrays
+        if (cached is None or cached[0] != pointers or cached[2] != versions
+                or any(a is not c or b is not d for (a, b), (c, d) in zip(masks, cached[1]))):
+            positions = []
+            for target in self.targets:
+                online, target_layer = self._weights.get(id(target), (None, None))
+                shared = online is not None and online.mask is not None and target_layer.mask is online.mask
+                positions.append(online.sparse_pattern().flat.numpy() if shared else None)
+            self._arrays = (pointers, masks, versions, [kernels.flat_view(t) for t in self.targets],
+                            [kernels.flat_view(o) for o in self.onlines], positions)
+        targets, onlines, positions = self._arrays[3:]
+        kernels.lerp(targets, onlines, positions, self.tau)

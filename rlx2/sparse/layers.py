@@ -18,7 +18,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from rlx2.sparse import kernels
 from rlx2.sparse.backend import BACKENDS, CSR_MAX_DENSITY, CsrWeights, SparsePattern, dense_linear
+from rlx2.sparse.compiled_mlp import NetworkPattern, kernel_heads
 from rlx2.sparse.fused import fused_heads
 from rlx2.sparse.distribution import active_counts, layer_densities
 
@@ -114,9 +116,17 @@ class MaskedMLP(nn.Sequential):
     """``MaskedLinear`` layers with a ReLU between consecutive ones (none after the last).
 
     Unless a layer is on the ``masked-dense`` reference backend, the whole network runs as
-    one operation (``rlx2.sparse.fused``). Submodule names and ``state_dict`` keys are
-    those of the plain ``nn.Sequential`` (``0.weight``, ``0.mask``, ``2.weight``, ...).
+    one operation: compiled (``rlx2.sparse.compiled_mlp``) when it has a CSR layer and the
+    kernels are available, else in PyTorch (``rlx2.sparse.fused``). Submodule names and
+    ``state_dict`` keys are those of the plain ``nn.Sequential`` (``0.weight``, ``0.mask``,
+    ``2.weight``, ...).
     """
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave out the compiled path's pattern cache (rebuilt on demand)."""
+        state = self.__dict__.copy()
+        state.pop("_network_pattern", None)
+        return state
 
     def fused_layers(self) -> list[MaskedLinear] | None:
         """The linear layers when the fused path applies, else None."""
@@ -128,17 +138,32 @@ class MaskedMLP(nn.Sequential):
             return None
         return linear
 
+    def network_pattern(self, layers: list[MaskedLinear], backward: bool) -> NetworkPattern | None:
+        """The compiled path's view of ``layers``, or None where it does not apply (module docstring)."""
+        if kernels.compiled() is None or not any(layer.uses_csr() for layer in layers):
+            return None
+        if any(layer.bias is None for layer in layers) or (backward and any(l.needs_dense_grad for l in layers)):
+            return None
+        cached = self.__dict__.get("_network_pattern")
+        if cached is None or not cached.matches(layers):
+            cached = self.__dict__["_network_pattern"] = NetworkPattern(layers)
+        return cached
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layers = self.fused_layers()
-        return super().forward(x) if layers is None else fused_heads([layers], x)[0]
+        return mlp_heads([self], x)[0]
 
 
 def mlp_heads(heads: list[MaskedMLP], x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Every network of ``heads`` applied to the same ``x``: one fused operation when all can fuse."""
-    plans = [head.fused_layers() for head in heads]
-    if any(plan is None for plan in plans):
-        return tuple(head(x) for head in heads)
-    return fused_heads(plans, x)
+    """Every network of ``heads`` applied to the same ``x``, as one operation when all can fuse."""
+    layers = [head.fused_layers() for head in heads]
+    if any(plan is None for plan in layers):
+        return tuple(nn.Sequential.forward(head, x) if plan is None else mlp_heads([head], x)[0]
+                     for head, plan in zip(heads, layers))
+    backward = torch.is_grad_enabled()
+    patterns = [head.network_pattern(plan, backward) for head, plan in zip(heads, layers)]
+    if all(pattern is not None for pattern in patterns):
+        return kernel_heads(patterns, x)
+    return fused_heads(layers, x)
 
 
 def set_backend(module: nn.Module, backend: str) -> None:
