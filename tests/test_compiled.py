@@ -36,33 +36,35 @@ def run(net, x, grad_out, compiled: bool, monkeypatch):
     return [y.detach(), x.grad] + [p.grad for p in net.parameters()]
 
 
+@pytest.mark.parametrize("first_density", [0.6, 0.1])
 @pytest.mark.parametrize("batch", [1, 7, 64])
-def test_compiled_network_matches_the_pytorch_path(batch, monkeypatch):
-    net = sparse_mlp()
+def test_compiled_network_matches_the_pytorch_path(batch, first_density, monkeypatch):
+    net = sparse_mlp(densities=(first_density, 0.08, None))
     layers = net.fused_layers()
-    assert [layer.uses_csr() for layer in layers] == [False, True, False]
-    assert net.network_pattern(layers, backward=True) is not None
+    assert [layer.uses_csr() for layer in layers] == [first_density < 0.25, True, False]
+    pattern = net.network_pattern(layers, backward=True)
+    assert pattern is not None and pattern.head_dense == (first_density > 0.25)  # a dense first layer runs on MKL
     x, grad_out = torch.randn(batch, 10), torch.randn(batch, 3)
     got = run(net, x, grad_out, True, monkeypatch)
     want = run(net, x, grad_out, False, monkeypatch)
     names = ["output", "input grad"] + [name for name, _ in net.named_parameters()]
     for name, a, b in zip(names, got, want):
-        if name == "0.weight":  # the PyTorch path leaves the masked-dense layer's gradient unmasked
-            b = b * layers[0].mask
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
-    for layer, grad in zip(layers[:2], got[2::2]):
-        assert not grad[~layer.mask].any()  # zero off the pattern
+    for layer, grad in zip(layers, got[2::2]):
+        if layer.uses_csr():
+            assert not grad[~layer.mask].any()  # zero off the pattern, as the CSR backend leaves it
 
 
 def test_pattern_lists_every_entry_of_an_unmasked_layer_and_the_transpose():
     net = sparse_mlp()
     pattern = NetworkPattern(net.fused_layers())
-    assert pattern.meta.tolist() == [[0, 0, 48, 10, 0], [49, 288, 40, 48, 11], [90, 441, 3, 40, 60]]
-    out_rows = pattern.crow[90:94]
-    assert out_rows.tolist() == [0, 40, 80, 120]  # the output layer: every entry, row by row
-    assert pattern.flat[441:444].tolist() == [0, 1, 2]
-    transposed = pattern.flat_t[441:444].tolist()
-    assert transposed == [0, 40, 80]  # W^T's first row: column 0 of each of the 3 output rows
+    assert pattern.head_dense and pattern.kernel_in == 48  # the first layer runs on MKL, the others in the kernels
+    meta, crow, col, flat, crow_t, col_t, flat_t = pattern.indices()
+    assert meta.tolist() == [[0, 0, 40, 48, 0], [41, 153, 3, 40, 49]]  # (row, entry, out, in, transposed row)
+    assert crow[41:45].tolist() == [0, 40, 80, 120]  # the output layer: every entry, row by row
+    assert flat[153:156].tolist() == [0, 1, 2] and col[153:156].tolist() == [0, 1, 2]
+    assert flat_t[153:156].tolist() == [0, 40, 80]  # W^T's first row: column 0 of each of the 3 output rows
+    assert col_t[153:156].tolist() == [0, 1, 2] and crow_t[49:52].tolist() == [0, 3, 6]
 
 
 def test_frozen_heads_and_a_single_unused_head(monkeypatch):
@@ -106,7 +108,7 @@ def test_pattern_follows_a_changed_mask_and_copies_rebuild_their_own(monkeypatch
     with torch.no_grad():
         middle.weight.mul_(middle.mask)
     second = net.network_pattern(net.fused_layers(), backward=False)
-    assert second is not first and second.col.shape[0] != first.col.shape[0]
+    assert second is not first and second.indices()[2].shape[0] != first.indices()[2].shape[0]
     target = copy.deepcopy(net)
     assert "_network_pattern" not in target.__dict__
     with torch.no_grad():

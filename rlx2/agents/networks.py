@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -60,6 +61,14 @@ class DeterministicActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
 
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The action for one observation (``[obs]`` in, ``[act]`` out), through ``MaskedMLP.infer`` when it can."""
+        raw = self.net.infer(obs)
+        if raw is None:
+            return self(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).squeeze(0).numpy()
+        return torch.tanh(torch.from_numpy(raw)).numpy()
+
 
 class GaussianActor(nn.Module):
     """SAC actor: ``obs -> hidden -> 2*act`` (mean, log-std in [-5, 2]), tanh-squashed.
@@ -85,6 +94,14 @@ class GaussianActor(nn.Module):
         """The deterministic action ``tanh(mean)``."""
         mean, _ = self.net(obs).chunk(2, dim=-1)
         return torch.tanh(mean)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """``tanh(mean)`` for one observation (``[obs]`` in, ``[act]`` out), through ``MaskedMLP.infer`` when it can."""
+        raw = self.net.infer(obs)
+        if raw is None:
+            return self(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).squeeze(0).numpy()
+        return torch.tanh(torch.from_numpy(raw[: len(raw) // 2])).numpy()
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action and its log-probability (summed over action dimensions)."""

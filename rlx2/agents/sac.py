@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rlx2.agents.base import Agent
+from rlx2.agents.base import Agent, clear_grads
 from rlx2.agents.networks import GaussianActor, SoftUpdate, TwinQ, initialise
 from rlx2.replay import NStepBatch
 from rlx2.sparse.flops import NetworkCosts
@@ -122,27 +122,36 @@ class SAC(Agent):
         return -(self.log_alpha * (logp + self.target_entropy)).mean()
 
     def update(self, batch: NStepBatch) -> dict[str, float]:
+        laps = self.laps
+        laps.start()
         target = self.td_target(batch)
+        laps.lap("target")
         q1, q2 = self.critic(batch.obs, batch.act)
         critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        self.critic_opt.zero_grad(set_to_none=True)
+        laps.lap("critic forward + loss")
+        clear_grads(self.critic_opt)
         critic_loss.backward()
+        laps.lap("critic backward")
         self.controllers["critic"].step()
         self.iterations += 1
+        laps.lap("critic step")
 
         action, logp = self.actor.sample(batch.obs, self.generator)
         with self.through_critic():
             q1_pi, q2_pi = self.critic(batch.obs, action)
             actor_loss = (self.alpha * logp - torch.minimum(q1_pi, q2_pi)).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
+            clear_grads(self.actor_opt)
             actor_loss.backward()
+        laps.lap("actor forward + backward")
         self.controllers["actor"].step()
 
         alpha_loss = self.temperature_loss(logp.detach())
-        self.alpha_opt.zero_grad(set_to_none=True)
+        clear_grads(self.alpha_opt)
         alpha_loss.backward()
         self.alpha_opt.step()
 
         self._soft_critic()
         self.controllers["critic"].sync_targets()
-        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": float(self.alpha)}
+        stats = {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": float(self.alpha)}
+        laps.lap("actor step, soft updates")  # SAC: with the temperature's step
+        return stats

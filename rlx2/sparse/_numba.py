@@ -18,7 +18,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_REDUCE = {"reassoc", "nsz"}
+_REDUCE = {"reassoc", "nsz", "contract"}
+_PRODUCT = {"contract"}
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_REDUCE)
@@ -98,7 +99,7 @@ def lerp(targets, sources, positions, weight):
                 target[k] = target[k] + w * (source[k] - target[k])
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", fastmath=_PRODUCT)
 def _rows_product(crow, col, flat, w, x, y, row, first, relu_of):
     """``y[row] = first + sum_k w[flat[k]] x[col[k]]`` over the entries of CSR row ``row``, then
     zeroed where ``relu_of[row] <= 0`` (``relu_of`` empty: kept as is). Four entries per pass:
@@ -127,7 +128,7 @@ def _rows_product(crow, col, flat, w, x, y, row, first, relu_of):
                 yo[j] = 0.0
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=_PRODUCT)
 def _layer_forward(crow, col, flat, w, b, x, y, relu):
     """``y = W x + b`` (ReLU'd when ``relu``) for one pattern layer; ``x``: ``[in, B]``, ``y``: ``[out, B]``."""
     none = y[:0]
@@ -136,17 +137,26 @@ def _layer_forward(crow, col, flat, w, b, x, y, relu):
 
 
 @numba.njit(cache=True, nogil=True)
-def mlp_forward(meta, crow, col, flat, weights, biases, x, xt, hidden, out):
-    """A whole MLP (ReLU between layers) on ``x`` (``[B, in]``); keeps ``x^T`` and the hidden activations.
-
-    ``xt``: ``[in, B]``; ``hidden``: ``[sum of hidden widths, B]`` (layer after layer); ``out``: ``[out, B]``.
-    """
+def transpose(x, xt):
+    """``xt = x^T`` (a ``[B, in]`` batch into the feature-major ``[in, B]``)."""
     batch, n_in = x.shape
     for j in range(batch):
         for i in range(n_in):
             xt[i, j] = x[j, i]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_PRODUCT)
+def mlp_forward(meta, crow, col, flat, weights, biases, x, x_batch_major, hidden, out):
+    """Pattern layers (ReLU between them and after none) on ``x``; keeps the hidden activations.
+
+    ``x``: the input, ``[in, B]``; with a non-empty ``x_batch_major`` (``[B, in]``), ``x`` is
+    first filled with its transpose. ``hidden``: ``[sum of hidden widths, B]`` (layer after
+    layer); ``out``: ``[out, B]``.
+    """
+    if x_batch_major.shape[0] > 0:
+        transpose(x_batch_major, x)
     layers = meta.shape[0]
-    h = xt
+    h = x
     row = 0
     for layer in range(layers):
         r0, e0, n_out = meta[layer, 0], meta[layer, 1], meta[layer, 2]
@@ -160,16 +170,17 @@ def mlp_forward(meta, crow, col, flat, weights, biases, x, xt, hidden, out):
         h = y
 
 
-@numba.njit(cache=True, nogil=True)
-def mlp_backward(meta, crow, col, flat, crow_t, col_t, flat_t, weights, xt, hidden, grad, weight_grads, bias_grads,
-                 grad_x, need_weights, need_x):
+@numba.njit(cache=True, nogil=True, fastmath=_PRODUCT)
+def mlp_backward(meta, crow, col, flat, crow_t, col_t, flat_t, weights, x, hidden, grad, weight_grads, bias_grads,
+                 grad_in, need_weights, gate_in):
     """Backward of ``mlp_forward`` from ``grad`` (``[out, B]``, the gradient of its output).
 
     With ``need_weights``: every weight gradient at its layer's pattern positions (the rest of
-    each flat array zeroed) and every bias gradient; with ``need_x``: ``grad_x`` (``[B, in]``).
-    The input gradient of a layer is a product with ``W^T``, row by row over the transposed
-    pattern (``crow_t``, ``col_t``, ``flat_t``; ``meta[l, 4]`` its first row pointer), gated by
-    the ReLU before it.
+    each flat array zeroed) and every bias gradient. With a non-empty ``grad_in`` (``[in, B]``):
+    the gradient of the input ``x``, through a ReLU whose output ``x`` is when ``gate_in``.
+    An input gradient is a product with ``W^T``, row by row over the transposed pattern
+    (``crow_t``, ``col_t``, ``flat_t``; ``meta[l, 4]`` its first row pointer), gated by the
+    ReLU before the layer.
     """
     layers = meta.shape[0]
     batch = grad.shape[1]
@@ -181,7 +192,7 @@ def mlp_backward(meta, crow, col, flat, crow_t, col_t, flat_t, weights, xt, hidd
             h = hidden[row - n_in:row]
             row -= n_in
         else:
-            h = xt
+            h = x
         w = weights[layer]
         if need_weights:
             gw = weight_grads[layer]
@@ -192,16 +203,15 @@ def mlp_backward(meta, crow, col, flat, crow_t, col_t, flat_t, weights, xt, hidd
                 gb[o] = _sum(go)
                 for k in range(crow[r0 + o], crow[r0 + o + 1]):
                     gw[flat[e0 + k]] = _dot(go, h[col[e0 + k]])
-        if layer == 0 and not need_x:
-            break
-        g_in = np.empty((n_in, batch), np.float32)
-        gate = h if layer > 0 else h[:0]  # the ReLU before this layer (none before the first)
+        if layer == 0:
+            if grad_in.shape[0] == 0:
+                break
+            g_in = grad_in
+            gate = h if gate_in else h[:0]
+        else:
+            g_in = np.empty((n_in, batch), np.float32)
+            gate = h  # the ReLU between layers
         rows, cols, flats = crow_t[t0:t0 + n_in + 1], col_t[e0:], flat_t[e0:]
         for i in range(n_in):
             _rows_product(rows, cols, flats, w, g, g_in, i, np.float32(0.0), gate)
         g = g_in
-    if need_x:
-        n_in = g.shape[0]
-        for j in range(batch):
-            for i in range(n_in):
-                grad_x[j, i] = g[i, j]

@@ -169,7 +169,7 @@ class MaskController:
                 states.append(arrays[1:4])
                 active.append(arrays[4])
                 decaying.append(arrays[5])
-                grads.append(kernels.flat_view(param.grad))
+                grads.append(param.grad.numpy().reshape(-1))  # gradients never require grad: no detach needed
             if params:
                 kernels.adam(params, grads, states, active, decaying, group["lr"], group["betas"], group["eps"])
 

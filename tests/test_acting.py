@@ -1,0 +1,62 @@
+"""Acting on one observation (``Actor.act`` via ``MaskedMLP.infer``) gives the batch path's actions, and update pieces are marked."""
+
+import numpy as np
+import pytest
+import torch
+
+from rlx2.agents import make_agent
+from rlx2.agents.base import NO_LAPS, Laps
+from rlx2.config import RunConfig
+from rlx2.methods import get_method
+from rlx2.replay import ReplayBuffer
+
+
+def agent_of(algo: str, method: str, sparsity: float = 0.9):
+    m = get_method(method)()
+    cfg = m.resolve(RunConfig(algo=algo, steps=10_000, warmup_steps=0, hidden_sizes=(64, 64), actor_sparsity=sparsity,
+                              critic_sparsity=0.85, batch_size=32))
+    return make_agent(algo, cfg=cfg, method=m, obs_dim=11, act_dim=3, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("method", ["dense", "rlx2"])
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_one_observation_acts_like_the_batch(algo, method, implementation):
+    agent = agent_of(algo, method)
+    observations = np.random.default_rng(0).normal(size=(5, 11)).astype(np.float32)
+    batch = agent.deterministic_action(observations)
+    assert batch.shape == (5, 3)
+    for obs, want in zip(observations, batch):
+        got = agent.deterministic_action(obs)
+        assert got.shape == (3,) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    uses = agent.actor.net.network_pattern(agent.actor.net.fused_layers(), backward=False) is not None
+    assert uses == (method == "rlx2" and implementation == "numba")  # the compiled path, else matrix-vector products
+
+
+def test_an_actor_the_fused_paths_do_not_take_acts_through_its_modules():
+    agent = agent_of("td3", "rlx2")
+    from rlx2.sparse.layers import set_backend
+
+    set_backend(agent.actor, "masked-dense")
+    assert agent.actor.net.infer(np.zeros(11, np.float32)) is None
+    obs = np.ones(11, np.float32)
+    np.testing.assert_allclose(agent.deterministic_action(obs), agent.deterministic_action(obs[None]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_updates_mark_their_pieces_only_when_asked(algo):
+    agent = agent_of(algo, "rlx2")
+    rng = np.random.default_rng(0)
+    buffer = ReplayBuffer(11, 3, 200, rng)
+    for i in range(200):
+        buffer.add(rng.normal(size=11), rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3), 1.0, rng.normal(size=11),
+                   False, False)
+    assert agent.laps is NO_LAPS
+    agent.update(buffer.sample(32, 1, 0.99))
+    assert NO_LAPS.seconds == {}
+    agent.laps = Laps()
+    for _ in range(2):  # TD3's actor steps every second iteration
+        agent.update(buffer.sample(32, 1, 0.99))
+    assert list(agent.laps.seconds) == ["target", "critic forward + loss", "critic backward", "critic step",
+                                        "actor forward + backward", "actor step, soft updates"]
+    assert all(seconds > 0 for seconds in agent.laps.seconds.values())
