@@ -154,7 +154,7 @@ def discount_powers(gamma: float, n: int) -> np.ndarray:
 
 def _replay_kernel():
     """``rlx2.replay_kernel`` when the compiled kernels are on (``rlx2.sparse.kernels``), else None."""
-    from rlx2.sparse import kernels
+    import rlx2.sparse.kernels as kernels
 
     if kernels.compiled() is None:
         return None

@@ -60,3 +60,30 @@ def test_updates_mark_their_pieces_only_when_asked(algo):
     assert list(agent.laps.seconds) == ["target", "critic forward + loss", "critic backward", "critic step",
                                         "actor forward + backward", "actor step, soft updates"]
     assert all(seconds > 0 for seconds in agent.laps.seconds.values())
+
+
+@pytest.mark.parametrize("log_std", ["tanh", "clamp"])
+def test_compiled_squashed_gaussian_samples_and_differentiates_like_the_pytorch_operations(log_std, monkeypatch):
+    from rlx2.agents.networks import GaussianActor
+    from rlx2.sparse import kernels
+    from rlx2.sparse.layers import random_mask
+
+    if kernels.compiled() is None:
+        pytest.skip("numba is not importable here")
+    actor = GaussianActor(11, 3, (64, 64), log_std)
+    generator = torch.Generator().manual_seed(3)
+    actor.net[2].set_mask(random_mask((64, 64), 300, generator))
+    with torch.no_grad():
+        actor.net[4].bias.copy_(torch.tensor([0.1, -0.2, 0.3, -9.0, 0.5, 4.0]))  # raw log-std past the clamp on both sides
+    obs = torch.randn(40, 11, generator=generator)
+    results = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(kernels, "_KERNELS", False if compiled else None)
+        assert actor.net.on_kernels() is compiled
+        actor.zero_grad(set_to_none=True)
+        action, logp = actor.sample(obs, torch.Generator().manual_seed(7))
+        (action.pow(2).sum() + 0.3 * logp.sum()).backward()
+        results[compiled] = [action.detach(), logp.detach()] + [p.grad.clone() for p in actor.parameters()]
+    for name, got, want in zip(["action", "log_prob"] + [n for n, _ in actor.named_parameters()], results[True],
+                               results[False]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rlx2.sparse import kernels
+import rlx2.sparse.kernels as kernels
 from rlx2.sparse.layers import MaskedLinear, MaskedMLP, masked_layers, mlp_heads
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -104,8 +104,18 @@ class GaussianActor(nn.Module):
         return torch.tanh(torch.from_numpy(raw[: len(raw) // 2])).numpy()
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised action and its log-probability (summed over action dimensions)."""
-        mean, raw = self.net(obs).chunk(2, dim=-1)
+        """A reparameterised action and its log-probability (summed over action dimensions).
+
+        Where the network trains on the compiled kernels, the steps after it are one compiled
+        operation too (``rlx2.agents.gaussian_kernel``, the same formulas and noise).
+        """
+        out = self.net(obs)
+        if out.dim() == 2 and self.net.on_kernels():
+            from rlx2.agents.gaussian_kernel import SquashedGaussian
+
+            noise = torch.randn((out.shape[0], out.shape[1] // 2), generator=generator, dtype=out.dtype)
+            return SquashedGaussian.apply(out, noise, self.log_std_map == "clamp")
+        mean, raw = out.chunk(2, dim=-1)
         log_std = self.log_std(raw)
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         pre_tanh = mean + log_std.exp() * noise

@@ -26,16 +26,21 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from rlx2.sparse import kernels
+import rlx2.sparse.kernels as kernels
 from rlx2.sparse.backend import SparsePattern
+
+
+#: A first layer denser than this runs on MKL (``NetworkPattern.head_dense``).
+HEAD_MIN_DENSITY = 0.5
 
 
 class NetworkPattern:
     """One MLP as the compiled path runs it: its layers' CSR patterns, concatenated.
 
-    A first layer that is not a CSR layer (the input layer, which the layer-density
-    distribution leaves 30-100 % dense) runs as MKL's dense product, which no pattern loop
-    here matches; every other layer runs on its pattern in the kernels (``head_dense``).
+    A first layer more than ``HEAD_MIN_DENSITY`` dense (the input layer, which the
+    layer-density distribution leaves 30-100 % dense) runs as MKL's dense product plus ReLU,
+    which the pattern loop matches only up to about that density (measured on 256 x 11-23
+    layers, batch 256); every other layer runs on its pattern in the kernels (``head_dense``).
     Built once per set of masks and backends (``valid_for`` checks them cheaply on every
     call), the index arrays only for networks the compiled path takes (``usable``).
     """
@@ -49,7 +54,9 @@ class NetworkPattern:
         csr = [layer.uses_csr() for layer in self.layers]
         #: The compiled path takes networks with a CSR layer (dense ones keep MKL's dense products) and biases.
         self.usable = any(csr) and all(b is not None for _, b in self.params)
-        self.head_dense = len(self.layers) > 1 and not csr[0]
+        first = self.layers[0]
+        density = 1.0 if self.masks[0] is None else first.density
+        self.head_dense = len(self.layers) > 1 and not csr[0] and density > HEAD_MIN_DENSITY
         self.kernel_layers = self.layers[1:] if self.head_dense else self.layers
         self.kernel_params = self.params[1:] if self.head_dense else self.params
         self.in_features, self.out_features = self.layers[0].in_features, self.layers[-1].out_features

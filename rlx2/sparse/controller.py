@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from rlx2.sparse import kernels
+import rlx2.sparse.kernels as kernels
 from rlx2.sparse.layers import MaskedLinear, masked_layers
 from rlx2.sparse.topology import TopologySchedule, drop_and_grow
 

@@ -31,7 +31,7 @@ def compiled():
         _KERNELS = None
         if os.environ.get("RLX2_KERNELS", "numba") != "torch":
             try:
-                from rlx2.sparse import _numba
+                import rlx2.sparse._numba as _numba
 
                 _KERNELS = _numba
             except ImportError:  # a platform without numba wheels: PyTorch throughout

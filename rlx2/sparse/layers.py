@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlx2.sparse import kernels
+import rlx2.sparse.kernels as kernels
 from rlx2.sparse.backend import BACKENDS, CSR_MAX_DENSITY, CsrWeights, SparsePattern, dense_linear
 from rlx2.sparse.compiled_mlp import NetworkPattern, kernel_heads
 from rlx2.sparse.fused import fused_heads
@@ -157,6 +157,11 @@ class MaskedMLP(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mlp_heads([self], x)[0]
+
+    def on_kernels(self) -> bool:
+        """Whether this network runs on the compiled kernels (``rlx2.sparse.compiled_mlp``)."""
+        layers = self.fused_layers()
+        return layers is not None and self.network_pattern(layers, backward=False) is not None
 
     @torch.no_grad()
     def infer(self, x: np.ndarray) -> np.ndarray | None:
