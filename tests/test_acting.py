@@ -87,3 +87,30 @@ def test_compiled_squashed_gaussian_samples_and_differentiates_like_the_pytorch_
     for name, got, want in zip(["action", "log_prob"] + [n for n, _ in actor.named_parameters()], results[True],
                                results[False]):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("alpha_loss", ["reference", "log-alpha"])
+def test_the_written_out_temperature_step_is_the_autograd_step(alpha_loss, monkeypatch):
+    from rlx2.sparse import kernels
+
+    if kernels.compiled() is None:
+        pytest.skip("numba is not importable here")
+    logp = torch.randn(64, generator=torch.Generator().manual_seed(1)) - 2.0
+    results = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(kernels, "_KERNELS", False if compiled else None)
+        m = get_method("rlx2")()
+        cfg = m.resolve(RunConfig(algo="sac", steps=10_000, warmup_steps=0, hidden_sizes=(64, 64), actor_sparsity=0.9,
+                                  critic_sparsity=0.85, alpha_loss=alpha_loss))
+        agent = make_agent("sac", cfg=cfg, method=m, obs_dim=11, act_dim=3, generator=torch.Generator().manual_seed(0))
+        assert agent.actor.net.on_kernels() is compiled
+        with torch.no_grad():
+            agent.log_alpha.fill_(-0.7)
+        for _ in range(3):
+            agent.temperature_step(logp)
+        state = agent.alpha_opt.state[agent.log_alpha]
+        results[compiled] = (agent.log_alpha.detach().clone(), state["exp_avg"].clone(), float(state["step"]))
+    (got, got_m, got_step), (want, want_m, want_step) = results[True], results[False]
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(got_m, want_m, rtol=1e-5, atol=1e-8)
+    assert got_step == want_step == 3.0

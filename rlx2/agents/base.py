@@ -90,7 +90,6 @@ class Agent:
         return {"actor": 1, "critic": 1}
 
     # -- acting -----------------------------------------------------------------
-    @torch.no_grad()
     def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
         """The policy's action in [-1, 1] without exploration (evaluation, behaviour action).
 
@@ -99,8 +98,9 @@ class Agent:
         """
         if isinstance(obs, np.ndarray) and obs.ndim == 1:
             return self.actor.act(obs)
-        x = torch.as_tensor(obs, dtype=torch.float32)
-        return self.actor(x.unsqueeze(0) if x.dim() == 1 else x).squeeze(0).numpy()
+        with torch.no_grad():
+            x = torch.as_tensor(obs, dtype=torch.float32)
+            return self.actor(x.unsqueeze(0) if x.dim() == 1 else x).squeeze(0).numpy()
 
     def explore(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(action to take, deterministic behaviour action)`` for one training step."""

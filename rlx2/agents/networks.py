@@ -61,12 +61,12 @@ class DeterministicActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         """The action for one observation (``[obs]`` in, ``[act]`` out), through ``MaskedMLP.infer`` when it can."""
         raw = self.net.infer(obs)
         if raw is None:
-            return self(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).squeeze(0).numpy()
+            with torch.no_grad():
+                return self(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).squeeze(0).numpy()
         return torch.tanh(torch.from_numpy(raw)).numpy()
 
 
@@ -95,12 +95,12 @@ class GaussianActor(nn.Module):
         mean, _ = self.net(obs).chunk(2, dim=-1)
         return torch.tanh(mean)
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         """``tanh(mean)`` for one observation (``[obs]`` in, ``[act]`` out), through ``MaskedMLP.infer`` when it can."""
         raw = self.net.infer(obs)
         if raw is None:
-            return self(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).squeeze(0).numpy()
+            with torch.no_grad():
+                return self(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).squeeze(0).numpy()
         return torch.tanh(torch.from_numpy(raw[: len(raw) // 2])).numpy()
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+import rlx2.sparse.kernels as kernels
 from rlx2.agents.base import Agent, clear_grads
 from rlx2.agents.networks import GaussianActor, SoftUpdate, TwinQ, initialise
 from rlx2.replay import NStepBatch
@@ -121,6 +122,30 @@ class SAC(Agent):
             return (self.log_alpha.exp() * (-logp - self.target_entropy)).mean()
         return -(self.log_alpha * (logp + self.target_entropy)).mean()
 
+    def temperature_gradient(self, logp: torch.Tensor) -> float:
+        """``d temperature_loss / d log_alpha``, written out: ``alpha mean(-log pi - H)`` (reference) or
+        ``-mean(log pi + H)`` (log-alpha)."""
+        mean_logp = float(logp.mean())
+        if self.cfg.alpha_loss == "reference":
+            return float(self.alpha) * (-mean_logp - self.target_entropy)
+        return -(mean_logp + self.target_entropy)
+
+    def temperature_step(self, logp: torch.Tensor) -> None:
+        """One optimiser step of ``log_alpha`` on ``temperature_loss``.
+
+        With the actor on the compiled kernels, the gradient is ``temperature_gradient`` and
+        the step the compiled Adam (``rlx2.sparse.kernels``): for one scalar, autograd and
+        ``torch.optim.Adam``'s machinery cost more than the rest of this update's tail.
+        """
+        if self.actor.net.on_kernels() and type(self.alpha_opt) is torch.optim.Adam:
+            grad = np.array([self.temperature_gradient(logp)], np.float32)
+            kernels.adam_parameter(self.alpha_opt, self.log_alpha, grad)
+            return
+        alpha_loss = self.temperature_loss(logp)
+        clear_grads(self.alpha_opt)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+
     def update(self, batch: NStepBatch) -> dict[str, float]:
         laps = self.laps
         laps.start()
@@ -145,10 +170,7 @@ class SAC(Agent):
         laps.lap("actor forward + backward")
         self.controllers["actor"].step()
 
-        alpha_loss = self.temperature_loss(logp.detach())
-        clear_grads(self.alpha_opt)
-        alpha_loss.backward()
-        self.alpha_opt.step()
+        self.temperature_step(logp.detach())
 
         self._soft_critic()
         self.controllers["critic"].sync_targets()

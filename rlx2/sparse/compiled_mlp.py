@@ -115,9 +115,9 @@ class NetworkPattern:
         return self._views[1], self._views[2]
 
 
-    @torch.no_grad()
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """The output ``[out]`` for one input ``[in]`` (for one column, ``[1, in]`` and ``[in, 1]`` share memory)."""
+        """The output ``[out]`` for one input ``[in]`` (for one column, ``[1, in]`` and ``[in, 1]`` share memory);
+        under ``torch.no_grad`` (``MaskedMLP.infer``)."""
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 1)
         if self.head_dense:
             weight, bias = self.params[0]

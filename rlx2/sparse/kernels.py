@@ -86,3 +86,12 @@ def lerp(targets: Sequence[np.ndarray], sources: Sequence[np.ndarray], positions
     """``target += weight (source - target)`` for every pair, at its flat ``positions`` (None: everywhere)."""
     compiled().lerp(tuple(targets), tuple(sources), tuple(EMPTY if p is None else p for p in positions),
                     float(weight))
+
+
+def adam_parameter(optimizer: torch.optim.Optimizer, param: torch.Tensor, grad: np.ndarray) -> None:
+    """One Adam step of a single dense ``param`` of ``optimizer`` with gradient ``grad`` (flat), compiled."""
+    group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+    state = adam_state(optimizer, param)
+    adam([flat_view(param)], [grad], [(state["step"].numpy(), flat_view(state["exp_avg"]),
+                                       flat_view(state["exp_avg_sq"]))], [None], [EMPTY], group["lr"], group["betas"],
+         group["eps"])
