@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -153,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     suite_sub = suite.add_subparsers(dest="suite_command", required=True)
     suite_run = suite_sub.add_parser("run", help="run every unfinished run of a suite profile (resumable)")
     suite_status = suite_sub.add_parser("status", help="done / running / corrupt / failed / partial / pending per run")
-    for p in (suite_run, suite_status):
+    suite_plan = suite_sub.add_parser("plan", help="seeds each of the paper's comparisons needs, from the records so far")
+    for p in (suite_run, suite_status, suite_plan):
         p.add_argument("suite", help="suite name (suites/<name>.toml) or path to a .toml file")
         p.add_argument("--profile", default=None, help="profile of the suite file (default: its default_profile)")
         p.add_argument("--results", default=None, help="results directory (default: results/<suite>/<profile>)")
@@ -164,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     suite_run.add_argument("--retry-failed", action="store_true", help="also rerun runs recorded as diverged")
     suite_run.add_argument("--quiet", action="store_true", help="no progress bar; only the summary")
     suite_run.add_argument("--report", action="store_true", help="write the report when the runs end (even if some failed)")
+    suite_plan.add_argument("--spread", type=float, default=None, metavar="FRACTION",
+                            help="assume every method's SD over seeds is this fraction of dense's mean "
+                                 "(default: the spread measured in the records)")
+    suite_plan.add_argument("--seed", type=_integer, default=0, help="seed of the power simulation")
     suite_sub.add_parser("list", help="the suite files and their profiles")
 
     report = sub.add_parser("report", help="tables and figures of a suite's results (reports/<suite>/<profile>)")
@@ -295,6 +301,8 @@ def _suite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     suite, results = _load_suite(parser, args)
     if args.suite_command == "status":
         return _suite_status(suite, results)
+    if args.suite_command == "plan":
+        return _suite_plan(suite, results, args.spread, args.seed)
     return _suite_run(parser, args, suite, results)
 
 
@@ -335,6 +343,28 @@ def _suite_status(suite, results: Path) -> int:
         print(f"{name:<{width}}  {state:<8} {detail}")
     counts = {s: sum(1 for _, state, _ in states if state == s) for s in STATES}
     print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(states)} ({results})")
+    return 0
+
+
+def _suite_plan(suite, results: Path, spread: float | None, seed: int) -> int:
+    """Print what each of the profile's comparisons needs (``rlx2.comparisons``), from whatever records exist."""
+    import pandas as pd
+
+    from rlx2.report import PLAN_NOTE, markdown, plan_table
+    from rlx2.results import collect, final_scores
+
+    if spread is not None and not (math.isfinite(spread) and 0 < spread <= 100):
+        raise ConfigError("spread", spread, "must be a fraction of dense's mean in (0, 100]")
+    table = collect(list(suite.runs), results, suite.name, suite.profile).table
+    finals = final_scores(table) if not table.empty else pd.DataFrame()
+    plan = plan_table(finals, list(suite.runs), suite.primary, spread, seed)
+    print(f"suite {suite.name}, profile {suite.profile}" + (
+        f"; primary comparison: {suite.primary[0]} beats {suite.primary[1]}" if suite.primary else ""))
+    print()
+    print(PLAN_NOTE if spread is None else PLAN_NOTE.replace(
+        "spread as measured here (each method's SD over its seeds; a method with one seed takes the task's pooled SD)",
+        f"spread with an SD of {spread:g} x dense's mean (--spread)"))
+    print(markdown(plan) if not plan.empty else "No pair of the paper's methods in this profile.\n", end="")
     return 0
 
 
@@ -381,7 +411,7 @@ def _report(suite, results: Path, out: Path | None, reps: int, seed: int, *, for
         raise ConfigError("out", str(out), problem)
     try:
         summary = build_report(suite.name, suite.profile, list(suite.runs), results, out, ReportSettings(reps, seed),
-                               suite.description, force=force)
+                               suite.description, force=force, primary=suite.primary)
     except ReportRefused as exc:
         print(f"rlx2 report: {exc}", file=sys.stderr)
         return 1

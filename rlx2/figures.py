@@ -20,7 +20,7 @@ import seaborn as sns  # noqa: E402
 from rliable import plot_utils  # noqa: E402
 
 from rlx2.paper import ordered  # noqa: E402
-from rlx2.stats import aggregate_metrics, performance_profiles, probability_of_improvement  # noqa: E402
+from rlx2.stats import performance_profiles, probability_of_improvement  # noqa: E402
 
 METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}}
 MARKERS = "osD^vP*Xh<>p"
@@ -87,24 +87,29 @@ def score_against(finals: pd.DataFrame, pct: pd.DataFrame, column: str, label: s
     return save(fig, out, name, caption)
 
 
-def write_all(table, finals, pct, scores, out: Path, settings) -> list[Figure]:
-    """Every figure of the report, with its caption (files ``<name>.png`` and ``<name>.pdf``)."""
+def write_all(table, finals, pct, scores, aggregates, out: Path, settings) -> list[Figure]:
+    """Every figure of the report, with its caption (files ``<name>.png`` and ``<name>.pdf``).
+
+    ``scores``: ``{algo: {method: normalised [runs, tasks]}}``; ``aggregates``: the aggregate
+    table's ``{algo: {method: {metric: (point, low, high)}}}`` (so figure and table agree).
+    """
     order = ordered(finals.method.unique())
     palette = palette_for(order)
     figures = [learning_curves(table, out, order, palette, settings)]
     for algo, by_method in scores.items():
         methods = ordered(by_method)
         colors = {m: palette[m] for m in methods}
-        results = aggregate_metrics(by_method, settings.reps, settings.seed)
-        points = {m: np.array([v[0] for v in results[m].values()]) for m in methods}
-        intervals = {m: np.array([[v[1] for v in results[m].values()], [v[2] for v in results[m].values()]])
+        results = aggregates[algo]
+        names = list(next(iter(results.values())))
+        points = {m: np.array([results[m][n][0] for n in names]) for m in methods}
+        intervals = {m: np.array([[results[m][n][1] for n in names], [results[m][n][2] for n in names]])
                      for m in methods}
-        fig, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=list(next(iter(results.values()))),
-                                                    algorithms=methods, colors=colors,
-                                                    xlabel="normalised score (0 random, 1 dense)")
+        fig, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=names, algorithms=methods,
+                                                    colors=colors, xlabel="normalised score (0 random, 1 dense)")
         figures.append(save(fig, out, f"intervals_{algo}",
-                            f"{algo.upper()}: IQM, median, mean and optimality gap of normalised scores "
-                            "(0 = random policy, 1 = dense) with 95 % stratified-bootstrap intervals."))
+                            f"{algo.upper()}: {', '.join(names)} of normalised scores (0 = random policy, 1 = dense) "
+                            "with stratified-bootstrap intervals (dense's seeds resampled too; over fewer than 5 seeds "
+                            "an interval is a range, see the aggregate table)."))
 
         top = max(1.2, float(max(np.max(s) for s in by_method.values())))
         taus = np.linspace(0.0, top, 61)
