@@ -95,18 +95,20 @@ def level(pair: Pair, pairs: list[Pair], declared: dict[str, int]) -> float:
     return ALPHA if pair.primary else ALPHA / (2 * max(1, family_size(pairs, declared)))
 
 
-def decide(items: list[tuple[Pair, np.ndarray, np.ndarray, bool]], reps: int, seed: int) -> list[Tested]:
+def decide(items: list[tuple[Pair, np.ndarray, np.ndarray, bool]], reps: int, seed: int,
+           absent_members: int = 0) -> list[Tested]:
     """Exact tests and verdicts for ``(pair, first's scores, second's scores, in the family)``.
 
     Both directions of every family member are Holm-corrected together; a member still short
-    of seeds counts with p = 1. The primary is tested alone, in its direction.
+    of seeds counts with p = 1, and so do ``absent_members`` more (pairs of the family with no
+    finished run on a side yet). The primary is tested alone, in its direction.
     """
     tests = []
     for pair, x, y, in_family in items:
         enough = min(len(x), len(y)) >= MIN_SEEDS
         tests.append((rank_test_p(x, y), rank_test_p(y, x)) if enough else (None, None))
     members = [i for i, (pair, *_, in_family) in enumerate(items) if in_family and not pair.primary]
-    adjusted = holm([1.0 if v is None else v for i in members for v in tests[i]])
+    adjusted = holm([1.0 if v is None else v for i in members for v in tests[i]] + [1.0] * (2 * absent_members))
     family = {i: (float(adjusted[2 * k]), float(adjusted[2 * k + 1])) for k, i in enumerate(members)}
     out = []
     for i, (pair, x, y, _) in enumerate(items):
@@ -127,9 +129,13 @@ def decide(items: list[tuple[Pair, np.ndarray, np.ndarray, bool]], reps: int, se
 
 def judge_pairs(pairs: list[Pair], scores: Scores, declared: dict[str, int], reps: int, seed: int) -> list[Tested]:
     """``decide`` for one task's pairs (those both of whose methods have finished runs)."""
+    def ran(pair):
+        return len(scores.get(pair.first, [])) and len(scores.get(pair.second, []))
+
     items = [(pair, scores[pair.first], scores[pair.second], declared_enough(pair, declared)) for pair in pairs
-             if len(scores.get(pair.first, [])) and len(scores.get(pair.second, []))]
-    return decide(items, reps, seed)
+             if ran(pair)]
+    absent = sum(1 for pair in pairs if not ran(pair) and not pair.primary and declared_enough(pair, declared))
+    return decide(items, reps, seed, absent)
 
 
 @dataclass(frozen=True)

@@ -246,3 +246,13 @@ def test_normalised_aggregates_carry_densess_uncertainty():
     assert shaky["Mean"][2] - shaky["Mean"][1] > 1.5 * (steady["Mean"][2] - steady["Mean"][1])
     itself = normalised_aggregates(raw, None, [0.0], reps=200, seed=0)
     assert itself["Mean"] == pytest.approx((1.0, 1.0, 1.0))  # dense against its own draw is 1 by definition
+
+
+def test_the_family_is_the_declared_one_even_before_every_pair_has_runs():
+    from rlx2.comparisons import judge_pairs
+
+    declared = {"static": 5, "rigl": 5, "rlx2": 5}
+    pairs = paper_pairs("td3", "Walker2d-v5", list(declared))  # rlx2 > static, rlx2 > rigl, static > rigl
+    alone = judge_pairs(pairs, {"rlx2": TOP, "static": BOTTOM}, declared, reps=200, seed=0)
+    # one pair with runs, two without: still six directional hypotheses, 1/252 x 6
+    assert len(alone) == 1 and alone[0].p_adjusted == pytest.approx(6 / 252)
