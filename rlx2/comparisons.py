@@ -189,9 +189,10 @@ def plan_pairs(pairs: list[Pair], scores: Scores, declared: dict[str, int], assu
         if gap is None:
             why = "the paper has no gap for this pair"
         elif assumed_spread is None and (not dense_mean or dense_mean <= 0):
-            why = "no dense run with a positive mean to measure spreads against (give --spread to assume one)"
+            why = ("no dense run with a positive mean yet to measure spreads against "
+                   "(`rlx2 suite plan --spread` assumes one)")
         elif assumed_spread is None and (pair.first not in measured or pair.second not in measured):
-            why = "no method on this task has two seeds yet (give --spread to assume one)"
+            why = "no method on this task has two seeds yet (`rlx2 suite plan --spread` assumes one)"
         if why:
             out.append(Planned(pair, n_x, n_y, declared_seeds, gap, None, pair_alpha, None, why))
             continue
