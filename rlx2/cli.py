@@ -326,8 +326,14 @@ def _suite_list() -> int:
         data = tomllib.loads(path.read_text())
         profiles = data.get("profiles", {})
         default = data.get("suite", {}).get("default_profile")
+        def seeds(p):
+            fewer = p.get("method_seeds", {})
+            return f"{p.get('seeds')} seeds" + (
+                " (" + ", ".join(f"{m}: {n}" for m, n in fewer.items()) + ")" if isinstance(fewer, dict) and fewer
+                else "")
+
         print(f"{path.stem}: " + ", ".join(
-            f"{name}{' (default)' if name == default else ''} [{p.get('steps'):,} steps x {p.get('seeds')} seeds]"
+            f"{name}{' (default)' if name == default else ''} [{p.get('steps'):,} steps x {seeds(p)}]"
             for name, p in profiles.items()))
     return 0
 
