@@ -41,11 +41,13 @@ ONNX_OPSET = 17
 ONNX_IR_VERSION = 8
 ACTIVATIONS = ("relu", "tanh", "none")
 SUFFIXES = (".npz", ".onnx")
-#: ``compute="auto"``: a layer takes the CSR product when it has at least this many weights
-#: (dense count) and at most this density; otherwise the dense matmul is as fast or faster.
-#: Measured with ``python benchmarks/deploy.py --kernels`` (one observation, one thread).
-CSR_MIN_WEIGHTS = 2**17
-CSR_MAX_DENSITY = 0.25
+#: ``compute="auto"``: ``(weights, density)``: a layer with at least that many weights (dense
+#: count) takes the CSR product at or below that density; every other layer the dense matmul.
+#: From ``python benchmarks/deploy.py --kernels`` (square layers, one observation, one thread,
+#: 2-core CPU): CSR took 0.45-0.84x of dense at 362x362-512x512 and densities 0.01-0.05 but
+#: 1.07x at 512x512 and 0.1; 0.37x at 1024x1024 and 0.1, 0.82-0.88x at 0.2, 1.27x at 0.3; at
+#: 256x256 (the paper's hidden layer) it is 0.9x at best, within the noise of a shared machine.
+CSR_RULE = ((2**20, 0.2), (2**17, 0.05))
 COMPUTES = ("auto", "dense", "csr")
 
 
@@ -218,15 +220,15 @@ def _scipy_sparse():
 
 
 def choose_compute(layer: Layer, compute: str = "auto", csr_available: bool = True) -> str:
-    """``"dense"`` or ``"csr"``: how ``layer`` computes under ``compute`` (see ``CSR_MIN_WEIGHTS``)."""
+    """``"dense"`` or ``"csr"``: how ``layer`` computes under ``compute`` (``auto``: by ``CSR_RULE``)."""
     if compute not in COMPUTES:
         raise ValueError(f"compute={compute!r}: must be one of {', '.join(COMPUTES)}")
     if not csr_available or compute == "dense":
         return "dense"
     if compute == "csr":
         return "csr"
-    big = layer.shape[0] * layer.shape[1] >= CSR_MIN_WEIGHTS
-    return "csr" if big and layer.density <= CSR_MAX_DENSITY else "dense"
+    weights = layer.shape[0] * layer.shape[1]
+    return "csr" if any(weights >= size and layer.density <= most for size, most in CSR_RULE) else "dense"
 
 
 class _Scaled:

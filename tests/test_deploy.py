@@ -302,3 +302,22 @@ def test_a_policy_checks_its_observations():
     for bad in (np.zeros(3), np.zeros((2, 2, 2)), np.zeros((4, 3))):
         with pytest.raises(ValueError, match="expected \\(2,\\) or \\(batch, 2\\)"):
             policy(bad)
+
+
+def test_auto_takes_csr_only_for_large_sparse_layers():
+    from rlx2.deploy import choose_compute
+
+    def layer(n, density):
+        active = np.zeros((n, n), bool)
+        active.reshape(-1)[: int(density * n * n)] = True
+        return Layer.from_dense(np.ones((n, n), np.float32), active, None, "relu")
+
+    # the paper's 256x256 hidden layer computes dense however sparse; CSR pays from ~362x362 at <= 5 %,
+    # and from 1024x1024 at <= 20 % (benchmarks/deploy.py --kernels)
+    assert [choose_compute(layer(256, d)) for d in (0.01, 0.3)] == ["dense", "dense"]
+    assert [choose_compute(layer(512, d)) for d in (0.02, 0.05, 0.1)] == ["csr", "csr", "dense"]
+    assert [choose_compute(layer(1024, d)) for d in (0.1, 0.2, 0.3)] == ["csr", "csr", "dense"]
+    assert choose_compute(layer(1024, 0.1), "dense") == "dense" and choose_compute(layer(64, 1.0), "csr") == "csr"
+    assert choose_compute(layer(1024, 0.01), csr_available=False) == "dense"
+    with pytest.raises(ValueError, match="compute='fast'"):
+        choose_compute(layer(8, 1.0), "fast")
