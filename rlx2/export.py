@@ -206,6 +206,7 @@ def _write_checked(out: Path, write: Callable[[IO[bytes]], None], check: Callabl
     """Write through ``out.tmp``, run ``check`` on it, then ``os.replace`` it onto ``out``; on any failure the
     temporary file is removed (an OSError names ``out``). Returns what ``check`` returned."""
     tmp = out.with_name(out.name + ".tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)  # checked writable before any work (``_check_out``)
     try:
         with open(tmp, "wb") as f:
             write(f)

@@ -175,6 +175,15 @@ def listing(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
+def test_export_creates_the_folder_of_its_output_and_replaces_an_older_file(runs, tmp_path, capfd):
+    out = tmp_path / "deploy" / "hopper" / "actor.npz"
+    for _ in range(2):
+        assert main(["export", str(runs["td3-rlx2"]), "--out", str(out), "--json"]) == 0
+        got = json.loads(capfd.readouterr().out)
+        assert got["bytes"] == out.stat().st_size and got["self_check_max_error"] <= 1e-5
+    assert listing(out.parent) == ["actor.npz"] and load_policy(out).metadata["run_id"] == "td3/Hopper-v5/rlx2/seed-0"
+
+
 def test_export_refuses_an_unknown_suffix_or_a_directory(runs, tmp_path, capfd):
     for out in (tmp_path / "actor.pt", tmp_path / "actor", tmp_path):
         assert main(["export", str(runs["td3-rlx2"]), "--out", str(out)]) == 2
@@ -257,7 +266,7 @@ def bad_policy_files(tmp_path, exported):
         (tmp_path / "actor.pt", "unknown suffix '.pt'"),
         (exported["td3-rlx2-pendulum", "npz"], "maps 3 observations to 1 actions"),
         (crafted(tmp_path, npz, "columns.npz", lambda a: a.update({"layer1.indices": a["layer1.indices"] + 300})),
-         "layer1.indices: column"),
+         "layer1.indices: columns"),
         (crafted(tmp_path, npz, "chain.npz", lambda a: a.update({"layer2.shape": np.array([3, 17])})),
          "layer2.shape=[3, 17]: takes 17 inputs, layer1 gives 256"),
         (crafted(tmp_path, npz, "newer.npz", lambda a: a.update({"format_version": np.array(99)})),
@@ -321,3 +330,19 @@ def test_auto_takes_csr_only_for_large_sparse_layers():
     assert choose_compute(layer(1024, 0.01), csr_available=False) == "dense"
     with pytest.raises(ValueError, match="compute='fast'"):
         choose_compute(layer(8, 1.0), "fast")
+
+
+def test_rlx2_deploy_stands_alone():
+    """It can be copied beside an exported file: its imports are the standard library and numpy (scipy and
+    onnxruntime only inside the functions that need them), nothing of rlx2."""
+    import ast
+    import importlib.util
+
+    source = importlib.util.find_spec("rlx2.deploy").origin
+    tree = ast.parse(open(source).read())
+    top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    inner = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert top - sys.stdlib_module_names == {"numpy"}
+    assert inner - sys.stdlib_module_names == {"numpy", "scipy", "onnxruntime"}
+    assert not any(isinstance(n, ast.ImportFrom) and (n.module or "").startswith("rlx2") for n in ast.walk(tree))
