@@ -1,4 +1,4 @@
-"""The ``rlx2`` command line (argparse): ``run``, ``evaluate``, ``flops``, ``methods``, ``schema``,
+"""The ``rlx2`` command line (argparse): ``run``, ``evaluate``, ``export``, ``flops``, ``methods``, ``schema``,
 ``suite run | status | list`` and ``report``.
 
 ``rlx2 run`` flags are generated from ``RunConfig``'s fields, so every hyperparameter of the
@@ -140,7 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--video", default=None, metavar="DIR", help="record every episode as MP4 into DIR")
     evaluate.add_argument("--render", action="store_true", help="show the episodes in a window")
     evaluate.add_argument("--json", action="store_true", help="print one JSON line instead of a sentence")
+    evaluate.add_argument("--policy", default=None, metavar="FILE",
+                          help="act with a file of `rlx2 export` (.npz or .onnx) instead of the run's agent")
     evaluate.add_argument("--methods-module", action="append", default=[], metavar="MODULE")
+
+    export = sub.add_parser("export", help="a finished run's actor as a file that runs without torch (.npz) or as ONNX",
+                            formatter_class=_ShowDefaults)
+    export.add_argument("run_dir", help="a finished run's directory (holding config.json and model.pt)")
+    export.add_argument("--out", required=True, metavar="FILE",
+                        help="where to write; the suffix picks the format: .npz (numpy, CSR weights) or .onnx")
+    export.add_argument("--json", action="store_true", help="print one JSON line instead of a sentence")
+    export.add_argument("--methods-module", action="append", default=[], metavar="MODULE")
 
     flops = sub.add_parser("flops", help="model size and FLOPs of a method, from shapes and masks alone",
                            formatter_class=_ShowDefaults)
@@ -200,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_module(module)
         except ValueError as exc:
             parser.error(str(exc))
-    handlers = {"run": _run, "evaluate": _evaluate, "flops": _flops, "methods": _methods, "schema": _schema,
+    handlers = {"run": _run, "evaluate": _evaluate, "export": _export, "flops": _flops, "methods": _methods, "schema": _schema,
                 "suite": _suite, "report": _report_command}
     try:
         return handlers[args.command](parser, args)
@@ -234,12 +244,43 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             raise ConfigError(name, value, "must be a positive integer")
     if args.seed is not None and args.seed < 0:
         raise ConfigError("seed", args.seed, "must be >= 0")
-    got = evaluate_run(args.run_dir, args.episodes, args.seed, args.video, args.render)
+    if args.policy is None:
+        got = evaluate_run(args.run_dir, args.episodes, args.seed, args.video, args.render)
+    else:
+        from rlx2.deploy import PolicyFileError
+
+        try:
+            got = evaluate_run(args.run_dir, args.episodes, args.seed, args.video, args.render, policy=args.policy)
+        except PolicyFileError as exc:
+            print(f"rlx2 evaluate: --policy={exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     if args.json:
         print(json.dumps(got))
     else:
         print(f"{got['run_dir']}: mean return {got['mean_return']:.1f} +- {got['std_return']:.1f} over "
-              f"{got['episodes']} episodes (env seed {got['seed']})" + (f"; videos in {args.video}" if args.video else ""))
+              f"{got['episodes']} episodes (env seed {got['seed']})" + (f"; policy {args.policy}" if args.policy else "")
+              + (f"; videos in {args.video}" if args.video else ""))
+    return 0
+
+
+def _export(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Bad input (a path, a run directory, a missing package) is one line ``rlx2 export: ...`` and exit 2."""
+    from rlx2.export import ExportError, export_run
+
+    try:
+        got = export_run(args.run_dir, args.out)
+    except ExportError as exc:
+        print(f"rlx2 export: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # a full disk: say where, no traceback (nothing is left behind)
+        print(f"rlx2 export: {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(got))
+    else:
+        densities = ", ".join(f"{layer['density']:.3f}" for layer in got["layers"])
+        print(f"{got['out']}: {got['format']}, {got['bytes']:,} bytes, actor of run {got['run_id']} "
+              f"({100 * got['actor_sparsity']:.1f} % sparse; layer densities {densities})")
     return 0
 
 
