@@ -23,10 +23,8 @@ onnxruntime turns dense when it loads the model.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -47,7 +45,7 @@ from rlx2.deploy import (
     read_npz,
     write_npz,
 )
-from rlx2.records import RunDirectory, git_commit, writable_directory
+from rlx2.records import RunDirectory, git_commit, writable_directory, write_atomically
 from rlx2.sparse.flops import forward_flops
 from rlx2.sparse.layers import MaskedLinear
 
@@ -202,26 +200,6 @@ def _self_check(path: Path, suffix: str, agent: Any, low: np.ndarray, high: np.n
     return error
 
 
-def _write_checked(out: Path, write: Callable[[IO[bytes]], None], check: Callable[[Path], Any]) -> Any:
-    """Write through ``out.tmp``, run ``check`` on it, then ``os.replace`` it onto ``out``; on any failure the
-    temporary file is removed (an OSError names ``out``). Returns what ``check`` returned."""
-    tmp = out.with_name(out.name + ".tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)  # checked writable before any work (``_check_out``)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        checked = check(tmp)
-        os.replace(tmp, out)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and not exc.filename:
-            raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from exc
-        raise
-    return checked
-
-
 def export_run(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
     """Export the actor of the finished run in ``run_dir`` to ``out`` (``.npz`` or ``.onnx``, by suffix).
 
@@ -242,6 +220,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
         write = lambda f: f.write(model.SerializeToString())  # noqa: E731
     else:
         write = lambda f: write_npz(f, layers, low, high, metadata)  # noqa: E731
-    error = _write_checked(out, write, lambda tmp: _self_check(tmp, out.suffix, agent, low, high))
+    out.parent.mkdir(parents=True, exist_ok=True)  # checked writable before any work (``_check_out``)
+    error = write_atomically(out, write, "wb", lambda tmp: _self_check(tmp, out.suffix, agent, low, high))
     return {"out": str(out), "format": out.suffix[1:], "bytes": out.stat().st_size, "run_id": metadata["run_id"],
             "actor_sparsity": metadata["actor_sparsity"], "layers": metadata["layers"], "self_check_max_error": error}

@@ -85,31 +85,35 @@ def writable_directory(path: Path) -> str | None:
     return None
 
 
-def _write_atomically(path: Path, write: Callable[[Any], None], mode: str) -> None:
+def write_atomically(path: Path, write: Callable[[Any], None], mode: str,
+                     check: Callable[[Path], Any] | None = None) -> Any:
     """Write ``path`` through ``path.tmp`` and ``os.replace``: never half-written; on any failure (a full
-    disk) the temporary file is removed and the error names ``path``."""
+    disk, or ``check`` of the written temporary file raising) the temporary file is removed and an
+    OSError names ``path``. Returns what ``check`` returned."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        checked = check(tmp) if check is not None else None
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and not exc.filename:
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
+    return checked
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (``_write_atomically``)."""
-    _write_atomically(path, lambda f: f.write(text), "w")
+    """Write ``text`` to ``path`` atomically (``write_atomically``)."""
+    write_atomically(path, lambda f: f.write(text), "w")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` atomically; through a file object, so a full disk is an OSError (ENOSPC)."""
-    _write_atomically(path, lambda f: torch.save(obj, f), "wb")
+    write_atomically(path, lambda f: torch.save(obj, f), "wb")
 
 
 def package_versions() -> dict[str, str | None]:
