@@ -32,12 +32,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 FAILURE_FILE = "failure.json"
 LOCK_FILE = ".lock"
+#: The files a run writes (besides its lock and a suite worker's log), which a fresh start clears.
+RUN_FILES = ("config.json", "evaluations.csv", "topology.csv", "diagnostics.csv", "model.pt", CHECKPOINT_FILE,
+             FAILURE_FILE, RESULT_FILE)
 
 
 class RunLocked(RuntimeError):
@@ -109,6 +110,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` atomically; through a file object, so a full disk is an OSError (ENOSPC)."""
+    import torch  # here, not at the top: reading records (reports, status) never needs torch
+
     _write_atomically(path, lambda f: torch.save(obj, f), "wb")
 
 
@@ -263,9 +266,9 @@ class RunDirectory:
     def start(self, config: dict[str, Any]) -> None:
         """Begin a fresh run: clear leftovers of an unfinished one, write the config, open the logs."""
         self.path.mkdir(parents=True, exist_ok=True)
-        for child in self.path.iterdir():
-            if child.is_file() and child.name not in (LOCK_FILE, "worker.log"):
-                child.unlink()
+        for name in RUN_FILES:  # only what a run writes: a file someone else put here stays
+            for leftover in (self.path / name, self.path / f"{name}.tmp"):
+                leftover.unlink(missing_ok=True)
         atomic_write_text(self.path / "config.json",
                           json.dumps({**config, **self.metadata}, indent=2, sort_keys=True) + "\n")
         self.evaluations = CsvLog(self.path / "evaluations.csv", self.EVAL_COLUMNS)
@@ -287,6 +290,8 @@ class RunDirectory:
         path = self.path / CHECKPOINT_FILE
         if not path.is_file():
             return None
+        import torch
+
         try:
             return torch.load(path, weights_only=True)
         except Exception:  # truncated or corrupt: start afresh rather than crash
