@@ -53,22 +53,41 @@ def load_agent(run_dir: str | Path):
             raise ValueError("missing or not JSON")
         cfg = RunConfig.from_dict(meta["config"])
         obs_dim, act_dim = meta["env"]["obs_dim"], meta["env"]["act_dim"]
+        for name, value in (("obs_dim", obs_dim), ("act_dim", act_dim)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
+                raise ValueError(f"env.{name}={value!r}: not a size")
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError("run_dir", str(run_dir), f"not a run directory with a readable config.json ({exc})") from None
     model = run_dir / "model.pt"
     if not model.is_file():
         raise ConfigError("run_dir", str(run_dir), "has no model.pt (unfinished, or a method that keeps none)")
     method = get_method(cfg.method)()
-    agent = make_agent(cfg.algo, cfg=cfg, method=method, obs_dim=obs_dim, act_dim=act_dim,
-                       generator=torch.Generator().manual_seed(cfg.seed))
-    state = torch.load(model, weights_only=True)
-    if "student_actor" in state:  # distillation keeps only its student
-        agent.actor.load_state_dict(state["student_actor"])
-        for ctrl in agent.controllers.values():
-            ctrl.refresh()
-    else:
-        agent.load_state_dict(state)
+    try:
+        agent = make_agent(cfg.algo, cfg=cfg, method=method, obs_dim=obs_dim, act_dim=act_dim,
+                           generator=torch.Generator().manual_seed(cfg.seed))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("run_dir", str(run_dir), f"config.json describes no agent that can be built ({exc})") from None
+    try:
+        state = torch.load(model, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, not a zip, a pickle that is not weights: all unreadable
+        raise ConfigError("run_dir", str(run_dir), f"{model} cannot be read ({_first_line(exc)})") from None
+    try:
+        if isinstance(state, dict) and "student_actor" in state:  # distillation keeps only its student
+            agent.actor.load_state_dict(state["student_actor"])
+            for ctrl in agent.controllers.values():
+                ctrl.refresh()
+        else:
+            agent.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError("run_dir", str(run_dir), f"{model} does not fit the agent its config.json describes "
+                                                   f"({_first_line(exc)})") from None
     return agent
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message on one line, cut to a readable length (torch's run over many lines)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | None = None,
@@ -93,6 +112,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | N
             import moviepy  # noqa: F401
         except ImportError:
             raise ConfigError("video", str(video), "needs moviepy (pip install 'rlx2[video]')") from None
+        check_video_directory(Path(video), f"{cfg.method}-seed-{cfg.seed}", episodes)
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering
     render_mode = "human" if render else "rgb_array" if video is not None else None
     env = make_env(cfg.env, render_mode=render_mode)
@@ -106,3 +126,19 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | N
         env.close()
     return {"run_dir": str(run_dir), "episodes": episodes, "seed": seed, "mean_return": float(np.mean(returns)),
             "std_return": float(np.std(returns)), "returns": returns}
+
+
+def check_video_directory(video: Path, prefix: str, episodes: int) -> None:
+    """Videos go to a directory, and never over a file already there (gymnasium's recorder would replace it)."""
+    from rlx2.records import writable_directory
+
+    if not str(video).strip():
+        raise ConfigError("video", str(video), "is empty: name a directory")
+    if video.exists() and not video.is_dir():
+        raise ConfigError("video", str(video), "is a file, not a directory")
+    problem = writable_directory(video)
+    if problem:
+        raise ConfigError("video", str(video), problem)
+    taken = [video / f"{prefix}-episode-{k}.mp4" for k in range(episodes) if (video / f"{prefix}-episode-{k}.mp4").exists()]
+    if taken:
+        raise ConfigError("video", str(video), f"already holds {taken[0]}; choose another directory")

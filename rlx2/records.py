@@ -73,7 +73,11 @@ def writable_directory(path: Path) -> str | None:
     cannot write in (read-only, immutable, no permission), tried with a temporary file that
     is removed at once.
     """
-    existing = Path(path)
+    path = Path(path)
+    too_long = long_name(path)
+    if too_long:
+        return too_long
+    existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
@@ -83,6 +87,27 @@ def writable_directory(path: Path) -> str | None:
             pass
     except OSError as exc:
         return f"cannot write in {existing} ({exc.strerror})"
+    return None
+
+
+#: Room left below a directory for what rlx2 writes there (run ids, file names, temporary suffixes).
+PATH_ROOM = 256
+
+
+def long_name(path: Path) -> str | None:
+    """Why ``path`` is too long for this filesystem to hold it and what goes below it (None: it is not)."""
+    name_max, path_max = 255, 4096
+    try:
+        name_max, path_max = os.pathconf("/", "PC_NAME_MAX"), os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError):
+        pass
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            return f"the name {part[:24]}... is {len(os.fsencode(part))} bytes long; at most {name_max} fit in a name"
+    length = len(os.fsencode(str(path.absolute())))
+    if length + PATH_ROOM > path_max:
+        return (f"is {length} bytes long; what rlx2 writes below it needs up to {PATH_ROOM} more, and a path may be "
+                f"at most {path_max}")
     return None
 
 
