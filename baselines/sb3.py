@@ -21,12 +21,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from rlx2.agents import AGENTS
 from rlx2.config import ConfigError, run_id
-from rlx2.envs import ActionScaler, make_env
 from rlx2.methods import Method, register
-from rlx2.recorder import Recorder
-from rlx2.sparse.flops import NetworkCosts, TrainingCost, dense_run_flops, flops_report
 
 
 def _sb3():
@@ -85,6 +81,11 @@ class StableBaselines3(Method):
     def run(self, ctx):
         """stable-baselines3's ``learn``, recorded through the suite's recorder and evaluation protocol."""
         from stable_baselines3.common.callbacks import BaseCallback
+
+        from rlx2.agents import AGENTS  # here, not at the top: resolving an sb3 config (a report does) needs no torch
+        from rlx2.envs import ActionScaler, make_env
+        from rlx2.recorder import Recorder
+        from rlx2.sparse.flops import NetworkCosts, TrainingCost, dense_run_flops, flops_report
 
         cfg = ctx.cfg
         env, eval_env = make_env(cfg.env), make_env(cfg.env)
