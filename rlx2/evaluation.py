@@ -9,6 +9,8 @@ alone: its own resolved config (``config.json``) and final weights and masks
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +70,13 @@ def load_agent(run_dir: str | Path):
     except (TypeError, ValueError) as exc:
         raise ConfigError("run_dir", str(run_dir), f"config.json describes no agent that can be built ({exc})") from None
     try:
-        state = torch.load(model, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated, not a zip, a pickle that is not weights: all unreadable
+        with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(model, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ConfigError("run_dir", str(run_dir), f"{model} holds more than weights and masks (refused: loading "
+                                                   "it could run code)") from None
+    except Exception as exc:  # noqa: BLE001 - truncated, not a zip, not a torch file: all unreadable
         raise ConfigError("run_dir", str(run_dir), f"{model} cannot be read ({_first_line(exc)})") from None
     try:
         if isinstance(state, dict) and "student_actor" in state:  # distillation keeps only its student
@@ -117,7 +124,8 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | N
     render_mode = "human" if render else "rgb_array" if video is not None else None
     env = make_env(cfg.env, render_mode=render_mode)
     scale = ActionScaler(env.action_space)
-    if video is not None:
+    if video is not None:  # no file it would write exists (checked): its "overwriting" warning says nothing
+        warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
         env = gym.wrappers.RecordVideo(env, str(video), episode_trigger=lambda _: True, disable_logger=True,
                                        name_prefix=f"{cfg.method}-seed-{cfg.seed}")
     try:
