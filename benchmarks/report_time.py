@@ -2,7 +2,7 @@
 
 The reference profile's records are committed (results/mujoco/reference/); the standard
 profile's are not, so its 48 run directories are rebuilt from the tidy table of its committed
-report (reports/mujoco/standard/runs.csv): the same evaluations and final scores, each with
+report (reports/mujoco/standard-example/runs.csv): the same evaluations and final scores, each with
 the profile's resolved config, which is all a report reads. Each report runs in a fresh
 process, `--repeats` times; CPU time is the child's own (wall-clock on a shared machine says
 more about the other processes than about the report).
@@ -41,7 +41,7 @@ def standard_results(out: Path) -> Path:
     by_id = {run_id(cfg): cfg for cfg in suite.runs}
     curves: dict[str, list[tuple[int, float]]] = {}
     finals: dict[str, dict] = {}
-    with open(ROOT / "reports/mujoco/standard/runs.csv", newline="") as f:
+    with open(ROOT / "reports/mujoco/standard-example/runs.csv", newline="") as f:
         for row in csv.DictReader(f):
             name = f"{row['algo']}/{row['task']}/{row['method']}/seed-{row['seed']}"
             if row["metric"] == "eval_return":

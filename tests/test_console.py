@@ -102,3 +102,19 @@ def test_mujoco_deprecation_noise_is_filtered_at_the_source(tmp_path):
     assert "settotalmass" not in done.stderr + done.stdout
     assert "MuJoCo warning: a real warning" in done.stderr  # anything else still shows
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_what_the_readme_commands_write_is_git_ignored():
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or subprocess.run(["git", "rev-parse"], cwd=root, capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    written = ["results/mujoco/standard/td3/Hopper-v5/rlx2/seed-0/result.json", "reports/mujoco/standard/index.md",
+               "reports/smoke/smoke/index.md", "reports/adhoc/index.md", "MUJOCO_LOG.TXT", ".tox/x", "rlx2.egg-info/x"]
+    kept = ["reports/mujoco/reference/index.md", "reports/mujoco/standard-example/index.md", "reports/README.md",
+            "results/README.md"]
+    check = subprocess.run(["git", "check-ignore", "--no-index", *written, *kept], cwd=root, capture_output=True,
+                           text=True)
+    assert sorted(check.stdout.split()) == sorted(written)
