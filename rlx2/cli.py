@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -365,6 +367,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("seed", args.seed, f"must be an integer in [0, {MAX_SEED:,}]")
     if args.video is not None:
         _path("video", args.video)
+    if args.render and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # GLFW would abort the process (a C assertion, no Python error) without one
+        raise ConfigError("render", True, "needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+                                          "record the episodes with --video DIR instead")
     got = evaluate_run(args.run_dir, args.episodes, args.seed, args.video, args.render)
     if args.json:
         print(json.dumps(got))
@@ -444,6 +450,8 @@ def _load_suite(args: argparse.Namespace):
     suite = load_suite(args.suite, args.profile, tuple(args.add_method))
     results = _path("results", args.results) if args.results is not None else (
         Path("results") / suite.name / suite.profile)
+    if results.exists() and not results.is_dir():
+        raise ConfigError("results", str(results), "is a file, not a results directory")
     return suite, results
 
 
@@ -544,6 +552,8 @@ def _suite_run(args: argparse.Namespace, suite, results: Path) -> int:
     if not args.quiet:
         added = f" ({', '.join(suite.added)} only, beside the profile's other runs)" if suite.added else ""
         print(f"suite {suite.name}, profile {suite.profile}: {len(runs)} runs{added} -> {results}", file=sys.stderr)
+    if args.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("executor", "ray", "needs Ray (pip install 'rlx2[ray]')")
     executor = (RayExecutor(args.address, args.retries, args.quiet) if args.executor == "ray"
                 else LocalExecutor(args.workers, args.retries, args.quiet))
     outcome = execute(executor, runs, results, (*suite.modules, *_module_paths(args)), retry_failed=args.retry_failed)
@@ -644,7 +654,7 @@ def _runs(args: argparse.Namespace) -> int:
 
     root = _path("dir", args.dir)
     if not root.is_dir():
-        raise ConfigError("dir", args.dir, "no such directory")
+        raise ConfigError("dir", args.dir, "not a directory" if root.exists() else "no such directory")
     rows = []
     for path in find_run_dirs(root):
         run_dir = RunDirectory(path)

@@ -288,7 +288,10 @@ class RayExecutor:
                 pending.append(cfg)
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:  # no cluster there, a malformed address
+                raise OSError(f"cannot reach a Ray cluster at {self.address!r} ({str(exc).splitlines()[0]})") from None
         task = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=[WorkerCrashed])(_ray_run)
         waiting_on = dependencies(runs, results)
         by_id: dict[str, object] = {}

@@ -144,6 +144,11 @@ CASES = [
     ("report: --runs holding one method at two settings", "two settings", ["report", "--runs", "{w}/adhoc"], 2,
      "runs of td3/Hopper-v5/static with other settings (lr)"),
     ("runs: not a directory", None, ["runs", "{w}/nowhere"], 2, "rlx2 runs: dir="),
+    ("runs: a file", None, ["runs", "{w}/a-file"], 2, "a-file': not a directory"),
+    ("suite status: --results is a file", None, ["suite", "status", "smoke", "--results", "{w}/a-file"], 2,
+     "is a file, not a results directory"),
+    ("evaluate: --render without a display", "no display", ["evaluate", "{w}/" + RUN, "--render"], 2,
+     "render=True: needs a display"),
 ]
 
 
@@ -159,6 +164,9 @@ def test_bad_input_is_one_line_and_touches_nothing(template, tmp_path, monkeypat
     work = tmp_path / "w"
     shutil.copytree(template, work, symlinks=True)
     monkeypatch.chdir(work)
+    if setup == "no display":  # GLFW would abort the whole process
+        monkeypatch.delenv("DISPLAY", raising=False)
+        monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     SETUPS.get(setup, setup_nothing)(work)
     before = snapshot(work)
     argv = [a.replace("{w}", str(work)) for a in argv]
