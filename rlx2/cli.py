@@ -257,14 +257,15 @@ def _add_method_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     command = f"rlx2 {args.command}" + (f" {args.suite_command}" if args.command == "suite" else "")
     handlers = {"run": _run, "evaluate": _evaluate, "flops": _flops, "methods": _methods, "schema": _schema,
                 "suite": _suite, "report": _report_command, "runs": _runs}
     try:
         with _signals_raise():
             _load_methods_modules(args)
-            return handlers[args.command](args)
+            return handlers[args.command](parser, args)
     except (ConfigError, SuiteError) as exc:  # bad input, named
         print(f"{command}: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
@@ -325,7 +326,7 @@ def _load_methods_modules(args: argparse.Namespace) -> None:
             raise CommandFailed(str(exc), EXIT_BAD_INPUT) from None
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from rlx2.train import RunAlreadyFinished, RunSettingsMismatch, prepare, train
 
     cfg = config_from_args(args)
@@ -358,7 +359,7 @@ def _refuse_unhonoured(cfg: RunConfig, given: set[str]) -> None:
                                                         "honour a sparsity; leave it out")
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from rlx2.evaluation import evaluate_run
 
     if args.episodes is not None and not 1 <= args.episodes <= 10_000:
@@ -380,7 +381,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _methods(args: argparse.Namespace) -> int:
+def _methods(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from rlx2.methods.registry import method_descriptions  # names and descriptions only: no torch
 
     methods = method_descriptions()
@@ -390,12 +391,12 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
-def _schema(args: argparse.Namespace) -> int:
+def _schema(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     print(json.dumps(RunConfig.json_schema(), indent=2, sort_keys=True))
     return 0
 
 
-def _flops(args: argparse.Namespace) -> int:
+def _flops(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     import torch
 
     from rlx2.agents import make_agent
@@ -428,7 +429,7 @@ def _flops(args: argparse.Namespace) -> int:
 # -- suites and reports ----------------------------------------------------------------------
 
 
-def _suite(args: argparse.Namespace) -> int:
+def _suite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.suite_command == "list":
         return _suite_list()
     for name in ("workers", "retries"):
@@ -568,7 +569,7 @@ def _module_paths(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(str(Path(m).resolve()) if m.endswith(".py") else m for m in args.methods_module)
 
 
-def _report_command(args: argparse.Namespace) -> int:
+def _report_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.reps < 1:
         raise ConfigError("reps", args.reps, "must be a positive integer")
     out = _path("out", args.out) if args.out is not None else None
@@ -646,7 +647,7 @@ def _report(suite, results: Path, out: Path | None, reps: int, seed: int, *, for
     return 0
 
 
-def _runs(args: argparse.Namespace) -> int:
+def _runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """``rlx2 runs DIR``: one line per run directory under DIR (what, how far, how well, in what state)."""
     from rlx2.executors import run_state, steps_logged
     from rlx2.records import RunDirectory

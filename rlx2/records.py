@@ -58,8 +58,8 @@ def result_problem(record: Any) -> str | None:
         return f"status={record.get('status')!r}, not 'finished'"
     if not _real(record.get("final_score")):
         return f"final_score={record.get('final_score')!r}: not a finite number"
-    if not isinstance(record.get("steps"), int) or isinstance(record.get("steps"), bool):
-        return f"steps={record.get('steps')!r}: not an integer"
+    if not isinstance(record.get("steps"), int) or isinstance(record.get("steps"), bool) or record["steps"] < 1:
+        return f"steps={record.get('steps')!r}: not a positive integer"
     flops = record.get("flops")
     if not isinstance(flops, dict) or not all(_real(flops.get(k)) for k in ("size", "inference_flops_relative")):
         return "flops: missing or not numbers"

@@ -10,6 +10,7 @@ at its last step).
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,10 +80,13 @@ def read_evaluations(path: Path) -> tuple[list[tuple[int, float]], str | None]:
             curve = []
             for row in reader:
                 try:
-                    curve.append((int(row["step"]), float(row["mean_return"])))
+                    step, value = int(row["step"]), float(row["mean_return"])
                 except (TypeError, ValueError):
+                    step, value = -1, float("nan")
+                if step < 0 or not math.isfinite(value):  # a finished run never logs a non-finite return
                     return [], f"{path}: line {reader.line_num}: not a step and a return ({row['step']!r}, " \
                                f"{row['mean_return']!r})"
+                curve.append((step, value))
     except OSError as exc:
         return [], f"{path}: {exc.strerror}"
     except (UnicodeDecodeError, csv.Error) as exc:

@@ -369,3 +369,23 @@ def test_report_runs_builds_the_report_from_any_directory_of_runs_and_runs_lists
     finals = pd.read_csv(tmp_path / "r" / "runs.csv").query("metric == 'final_score'")
     assert len(finals) == 22 and set(finals.method) == {"dense", "sb3", "static", "rigl", "rlx2"}
     assert (tmp_path / "r" / "figures" / "learning_curves.png").exists()
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("garbage,line", "line 3: not a step and a return ('garbage', 'line')"),
+    ("2000,nan", "line 3: not a step and a return ('2000', 'nan')"),
+    ("-5,10.0", "line 3: not a step and a return ('-5', '10.0')"),
+    ("2000", "line 3: not a step and a return ('2000', None)"),
+])
+def test_an_evaluation_curve_is_read_as_untrusted(tmp_path, line, problem):
+    from rlx2.results import read_evaluations
+
+    path = tmp_path / "evaluations.csv"
+    path.write_text(f"step,mean_return,std_return,episodes\n1000,5.0,0.0,2\n{line}\n")
+    assert read_evaluations(path) == ([], f"{path}: {problem}")
+    path.write_bytes(b"step,mean_return\n\xff\xfe\n")
+    assert "not a CSV file" in read_evaluations(path)[1]
+    path.write_text("a,b\n1,2\n")
+    assert read_evaluations(path)[1] == f"{path}: no step and mean_return columns"
+    path.write_text("step,mean_return,std_return,episodes\n1000,5.0,0.0,2\n2000,7.5,0.0,2\n")
+    assert read_evaluations(path) == ([(1000, 5.0), (2000, 7.5)], None)
