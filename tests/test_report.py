@@ -282,7 +282,7 @@ def report_process(out, *extra):
 def wait_for_staging(parent, process):
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
-        staging = [p for p in parent.iterdir() if p.name.startswith(".report.")]
+        staging = [p for p in parent.iterdir() if p.name.startswith(".report.") and p.is_dir()]
         if staging and (staging[0] / "runs.csv").exists():
             return staging[0]
         time.sleep(0.05)
