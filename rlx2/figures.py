@@ -31,9 +31,13 @@ Figure = tuple[str, str]  # (file name without extension, caption)
 
 
 def save(fig, out: Path, name: str, caption: str) -> Figure:
+    """Write ``fig`` as PNG and PDF, both cropped to its content plus the usual padding. The crop is measured once
+    (``bbox_inches="tight"`` would draw the figure once more per file, a third of the figures' time)."""
     out.mkdir(parents=True, exist_ok=True)
+    fig.canvas.draw()
+    crop = fig.get_tightbbox(fig.canvas.get_renderer()).padded(matplotlib.rcParams["savefig.pad_inches"])
     for ext in ("png", "pdf"):
-        fig.savefig(out / f"{name}.{ext}", dpi=110, bbox_inches="tight", metadata=METADATA[ext])
+        fig.savefig(out / f"{name}.{ext}", dpi=110, bbox_inches=crop, metadata=METADATA[ext])
     plt.close(fig)
     return name, caption
 
