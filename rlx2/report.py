@@ -613,9 +613,14 @@ def build_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(out)
     with staging_directory(out) as staging:
-        summary.update(write_report(suite_name, profile, runs, results, staging, settings, description, collected,
-                                    primary, added, paths, say))
-        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        try:
+            summary.update(write_report(suite_name, profile, runs, results, staging, settings, description,
+                                        collected, primary, added, paths, say))
+            (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        except OSError as exc:  # a full disk while a library writes a file: name the report it was for
+            if exc.filename:
+                raise
+            raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from exc
         say("swapping the new report in")
         swap_in(staging, out)
     return {**summary, "failed": collected.failed}

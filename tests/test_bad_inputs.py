@@ -219,3 +219,11 @@ def test_a_full_disk_while_writing_a_report_is_one_line_and_leaves_the_old_repor
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"rlx2 report: {tmp_path / '.report.x' / 'table_paper.md'}: No space left on device"]
     assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+    def full_unnamed(*a, **k):  # as matplotlib's PDF writer raises it: no file named
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report, "write_table", full_unnamed)
+    assert main([*args, "--force"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"rlx2 report: {out}: No space left on device"]
+    assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["report"]
