@@ -634,10 +634,14 @@ def _report(suite, results: Path, out: Path | None, reps: int, seed: int, *, for
     except ReportRefused as exc:
         raise CommandFailed(str(exc)) from None
     for name in summary["missing"]:
-        reason = summary["failed"].get(name)
-        if reason and reason.startswith("corrupt"):
-            print(f"rlx2 report: {reason.split(': ', 1)[1]}; the run is left out (listed in the report)",
-                  file=sys.stderr)
+        reason = summary["failed"].get(name, "")
+        if reason.startswith("corrupt record: "):  # the problem names its file
+            what = reason.removeprefix("corrupt record: ")
+        elif reason.startswith("corrupt result record: "):
+            what = f"{(paths or {}).get(name, results / name) / 'result.json'}: " + reason.split(": ", 1)[1]
+        else:
+            continue
+        print(f"rlx2 report: {what}; the run is left out (listed in the report)", file=sys.stderr)
     print(f"report: {out}/index.md ({summary['finished']} of {summary['expected']} runs finished"
           + (f"; {len(summary['missing'])} missing, listed in the report)" if summary["missing"] else ")"))
     if summary["missing"] and not allow_missing:

@@ -186,6 +186,10 @@ def test_a_wrong_typed_result_is_a_corrupt_run_not_a_crash(tmp_path, capsys):
     summary = build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "r", SETTINGS)
     assert summary["missing"] == ["td3/Hopper-v5/static/seed-0"]
     assert "corrupt result record: final_score='600': not a finite number" in (tmp_path / "r" / "index.md").read_text()
+    assert main(["report", str(FIXTURE / "suite.toml"), "--results", str(results), "--out", str(tmp_path / "r"),
+                 "--reps", "50", "--allow-missing"]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"rlx2 report: {record}: final_score='600': not a finite number; the run is left out (listed in the report)"]
     assert main(["suite", "status", str(FIXTURE / "suite.toml"), "--results", str(results)]) == 0
     assert "td3/Hopper-v5/static/seed-0  corrupt" in capsys.readouterr().out
 
