@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlx2.paper import PAPER_METHODS, paper_row
+from rlx2.paper import PAPER_METHODS, ordered, paper_row
 from rlx2.power import CANDIDATE_SEEDS, seeds_needed
 from rlx2.stats import ALPHA, MIN_SEEDS, Interval, holm, improvement, rank_test_p
 
@@ -65,9 +65,14 @@ class Tested:
     verdict: str
 
 
-def paper_pairs(algo: str, task: str, methods: list[str], primary: tuple[str, str] | None = None) -> list[Pair]:
+def paper_pairs(algo: str, task: str, methods: list[str], primary: tuple[str, str] | None = None,
+                added: tuple[str, ...] = ()) -> list[Pair]:
     """Every pair of the paper's methods among ``methods``, higher published % of dense first; the
-    primary comparison (in its declared direction) leads, also where the paper has no figure for it."""
+    primary comparison (in its declared direction) leads, also where the paper has no figure for it.
+
+    A method ``added`` to a profile (``--add-method``) is paired with every other method present,
+    itself first: "holds" then says it beats that method, "reversed" that it is beaten.
+    """
     row = paper_row(algo, task)
     published = row[1] if row is not None else {}
     present = sorted((m for m in PAPER_METHODS if m in methods and m in published), key=lambda m: -published[m])
@@ -77,6 +82,9 @@ def paper_pairs(algo: str, task: str, methods: list[str], primary: tuple[str, st
     if primary is not None and set(primary) <= set(methods):
         first, second = primary
         pairs.insert(0, Pair(first, second, published.get(first), published.get(second), primary=True))
+    new = [m for m in added if m in methods]
+    pairs += [Pair(first, second, None, published.get(second)) for i, first in enumerate(new)
+              for second in ordered(methods) if second != first and second not in new[:i + 1]]
     return pairs
 
 

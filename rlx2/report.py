@@ -32,10 +32,14 @@ forced (``ReportRefused``).
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -305,12 +309,13 @@ def effect_cell(tested: Tested) -> str:
 
 
 def ordering_table(finals: pd.DataFrame, runs: list[RunConfig], primary: tuple[str, str] | None,
-                   settings: ReportSettings) -> pd.DataFrame:
-    """For each pair of the paper's methods on each task: the exact test of its order and the verdict."""
+                   settings: ReportSettings, added: tuple[str, ...] = ()) -> pd.DataFrame:
+    """For each pair of the paper's methods on each task (and each added method against every other one): the
+    exact test of its order and the verdict."""
     rows = []
     for algo, task in cells(finals):
         scores = task_scores(finals, algo, task)
-        pairs = paper_pairs(algo, task, list(scores), primary)
+        pairs = paper_pairs(algo, task, list(scores), primary, added)
         for tested in judge_pairs(pairs, scores, declared_seeds(runs, algo, task), settings.reps, settings.seed):
             pair = tested.pair
             adjusted = ("tested alone (primary)" if pair.primary and tested.p is not None else
@@ -442,7 +447,7 @@ def separation(finals: pd.DataFrame, runs: list[RunConfig], settings: ReportSett
 
 
 def plan_table(finals: pd.DataFrame, runs: list[RunConfig], primary: tuple[str, str] | None,
-               assumed_spread: float | None = None, seed: int = 0) -> pd.DataFrame:
+               assumed_spread: float | None = None, seed: int = 0, added: tuple[str, ...] = ()) -> pd.DataFrame:
     """Per task: the separation check (dense > static) and every pair of the paper's methods, with seeds now, seeds
     needed for 80 % power under the rule, and whether the profile's declared seeds suffice (``plan_pairs``)."""
     rows = []
@@ -456,8 +461,10 @@ def plan_table(finals: pd.DataFrame, runs: list[RunConfig], primary: tuple[str, 
             separation_pair = Pair("dense", "static", 100.0, row[1]["static"])
             planned += plan_pairs([separation_pair], scores, declared, assumed_spread, seed=seed,
                                   alpha=ALPHA / (2 * len(tasks)))
-        planned += plan_pairs(paper_pairs(algo, task, list(declared), primary), scores, declared, assumed_spread,
-                              seed=seed)
+        # added methods' pairs count in the family (so the levels are the verdicts'), but have no paper gap to plan by
+        planned += [plan for plan in plan_pairs(paper_pairs(algo, task, list(declared), primary, added), scores,
+                                                declared, assumed_spread, seed=seed)
+                    if plan.pair.first not in added and plan.pair.second not in added]
         for plan in planned:
             rows.append({"Algo": algo.upper(), "Task": task,
                          "Comparison": plan.pair.label() + (" (primary)" if plan.pair.primary else "")
@@ -507,13 +514,13 @@ def sb3_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_facts(runs: list[RunConfig], results: Path) -> dict:
+def run_facts(runs: list[RunConfig], results: Path, paths: dict[str, Path] | None = None) -> dict:
     """Versions and commits recorded by the finished runs (for the index)."""
     from rlx2.records import RunDirectory
 
     versions, commits, seconds = set(), set(), 0.0
     for cfg in runs:
-        run_dir = RunDirectory(results / run_id(cfg))
+        run_dir = RunDirectory((paths or {}).get(run_id(cfg), results / run_id(cfg)))
         result = run_dir.result()
         if result is None:
             continue
@@ -550,17 +557,53 @@ def existing_finished(out: Path) -> int | None:
         return None
 
 
+def report_out_problem(out: Path) -> str | None:
+    """Why ``out`` cannot take a report (None: it can). A report replaces its directory whole, so ``out`` must be
+    new, empty or a report already: never a file, a link or a directory of someone else's files."""
+    if str(out) in ("", "."):
+        return "is empty or the current directory: name a report directory"
+    if out.is_symlink():
+        return "is a symbolic link: name the report directory itself"
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return "is a file, not a report directory: choose another --out"
+    if any(out.iterdir()) and not is_report(out):
+        return ("is a directory that holds no report (no summary.json); a report replaces its directory whole, "
+                "so choose another --out")
+    return None
+
+
+def is_report(path: Path) -> bool:
+    """Whether ``path`` holds a report this command wrote (``summary.json``, or ``index.md`` and ``runs.csv``
+    from before ``summary.json`` existed)."""
+    try:
+        summary = json.loads((path / SUMMARY_FILE).read_text())
+        return isinstance(summary, dict) and {"suite", "profile", "finished"} <= set(summary)
+    except (OSError, ValueError):
+        return (path / "index.md").is_file() and (path / "runs.csv").is_file()
+
+
 def build_report(suite_name: str, profile: str, runs: list[RunConfig], results: Path, out: Path,
                  settings: ReportSettings | None = None, description: str = "", force: bool = False,
-                 primary: tuple[str, str] | None = None) -> dict:
+                 primary: tuple[str, str] | None = None, *, added: tuple[str, ...] = (),
+                 paths: dict[str, Path] | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """Write the whole report for ``runs`` (a suite profile) into ``out``; returns a summary.
 
-    ``primary`` is the profile's comparison decided in advance (tested alone). Raises
-    ``ReportRefused`` (writing nothing) when ``out`` holds a report of more finished runs than
-    this one would have, unless ``force``.
+    ``primary`` is the profile's comparison decided in advance (tested alone); ``added`` are
+    methods added to the profile (``--add-method``), compared with every other one; ``paths``
+    maps run ids to run directories found anywhere (``--runs``; default ``results/<run id>``);
+    ``progress`` is told each phase. Raises ``ReportRefused`` (writing nothing) when ``out``
+    holds a report of more finished runs than this one would have, unless ``force``, and
+    ValueError when ``out`` cannot take a report (``report_out_problem``).
     """
     settings = settings or ReportSettings()
-    collected: Collected = collect(runs, results, suite_name, profile)
+    problem = report_out_problem(out)
+    if problem:
+        raise ValueError(f"{out} {problem}")
+    say = progress or (lambda phase: None)
+    say(f"reading {len(runs)} run directories")
+    collected: Collected = collect(runs, results, suite_name, profile, paths)
     summary = {"suite": suite_name, "profile": profile, "finished": len(runs) - len(collected.missing),
                "expected": len(runs), "missing": collected.missing}
     before = existing_finished(out)
@@ -568,34 +611,77 @@ def build_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
         raise ReportRefused(f"{out} holds a report of {before} finished runs; this one would have "
                             f"{summary['finished']} of {len(runs)} (pass --force to replace it anyway)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        summary.update(write_report(suite_name, profile, runs, results, staging, settings, description, collected,
-                                    primary))
-        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    remove_stale_staging(out)
+    with staging_directory(out) as staging:
+        try:
+            summary.update(write_report(suite_name, profile, runs, results, staging, settings, description,
+                                        collected, primary, added, paths, say))
+            (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        except OSError as exc:  # a full disk while a library writes a file: name the report it was for
+            if exc.filename:
+                raise
+            raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from exc
+        say("swapping the new report in")
         swap_in(staging, out)
+    return {**summary, "failed": collected.failed}
+
+
+#: A staging directory's mark, locked while its report is being built: unlocked, it is a leftover.
+STAGING_MARK = ".rlx2-report-staging"
+
+
+@contextmanager
+def staging_directory(out: Path) -> Iterator[Path]:
+    """A fresh hidden directory beside ``out`` (``.<name>.XXXX``), marked and locked while in use, removed on the
+    way out whatever happens (an exception, or a signal the command turned into one)."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    mark = open(staging / STAGING_MARK, "w")
+    try:
+        fcntl.flock(mark, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield staging
     finally:
+        mark.close()
         shutil.rmtree(staging, ignore_errors=True)
-    return summary
+        (out / STAGING_MARK).unlink(missing_ok=True)  # swapped in with the report
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Remove what an interrupted report on ``out`` left beside it: staging directories whose mark nobody holds,
+    and an older report moved aside (put back when ``out`` itself is missing). Nothing else is touched."""
+    for leftover in sorted(out.parent.glob(f".{glob.escape(out.name)}.*")):
+        if not leftover.is_dir() or leftover.is_symlink():
+            continue
+        if (leftover / STAGING_MARK).is_file():
+            try:
+                with open(leftover / STAGING_MARK) as mark:
+                    fcntl.flock(mark, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # being built now by another process
+            shutil.rmtree(leftover, ignore_errors=True)
+        elif is_report(leftover):
+            if out.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                os.replace(leftover, out)
 
 
 def swap_in(staging: Path, out: Path) -> None:
     """Replace ``out`` by ``staging`` whole: no file of the old report survives, and no half-written one shows."""
     os.chmod(staging, 0o755)
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.replace(out, old)  # onto the empty directory just made: the old report, aside for a moment
     os.replace(staging, out)
     shutil.rmtree(old, ignore_errors=True)
 
 
 def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: Path, out: Path,
                  settings: ReportSettings, description: str, collected: Collected,
-                 primary: tuple[str, str] | None = None) -> dict:
-    """The report's files, into the (fresh) directory ``out``."""
-    from rlx2 import figures
-
+                 primary: tuple[str, str] | None = None, added: tuple[str, ...] = (),
+                 paths: dict[str, Path] | None = None, say: Callable[[str], None] = lambda phase: None) -> dict:
+    """The report's files, into the (fresh) directory ``out``; ``say`` is told each phase."""
     table = collected.table
     save_table(table, out)
     finals = final_scores(table) if not table.empty else pd.DataFrame()
@@ -603,7 +689,9 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
     sections: list[tuple[str, str]] = []
     figure_list: list[tuple[str, str]] = []
     extra: dict = {}
-    plan = plan_table(finals, runs, primary, seed=settings.seed)
+    say("the plan: seeds each comparison needs (power simulation)")
+    plan = plan_table(finals, runs, primary, seed=settings.seed, added=added)
+    say("the separation check")
     can_say = []
     if not finals.empty:
         verdict_text = separation(finals, runs, settings)
@@ -623,8 +711,10 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
     if finals.empty:
         sections.append(("Results", "No run of this profile has finished yet: there is nothing to tabulate.\n"))
     else:
+        say("random-policy returns")
         random_returns = {task: random_policy_return(task, settings.random_episodes, settings.seed)
                           for task in sorted(finals.task.unique())}
+        say("tables")
         extra["random_returns"] = random_returns
         refs = dense_references(finals, random_returns, settings)
         references = references_table(refs)
@@ -642,10 +732,13 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
             if not versus.empty:
                 write_table(versus, out, "table_vs_paper", "ours beside the paper", tex=False)
                 sections.append(("Beside the paper, task by task", markdown(versus)))
-        ordering = ordering_table(finals, runs, primary, settings)
+        ordering = ordering_table(finals, runs, primary, settings, added)
         if not ordering.empty:
             write_table(ordering, out, "table_ordering", "does the paper's ordering hold", tex=False)
-            sections.append(("Does the paper's ordering hold?", ORDERING_NOTE + "\n" + markdown(ordering)))
+            added_note = (f"A method added to the profile ({', '.join(added)}) is compared with every other one, itself "
+                          "first (no paper figure, so no direction is claimed: \"holds\" says it is better, "
+                          "\"reversed\" that it is worse); these pairs join the task's Holm family.\n" if added else "")
+            sections.append(("Does the paper's ordering hold?", ORDERING_NOTE + added_note + "\n" + markdown(ordering)))
         improvement_rows = improvement_table(finals, settings)
         if not improvement_rows.empty:
             write_table(improvement_rows, out, "table_improvement", "probability of improvement", tex=False)
@@ -668,8 +761,12 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
         if not sb3.empty:
             write_table(sb3, out, "table_sb3", "our dense agent beside stable-baselines3", tex=False)
             sections.append(("Dense parity with stable-baselines3", SB3_NOTE + "\n" + markdown(sb3)))
+        say("figures")
+        from rlx2 import figures  # matplotlib: only when there is something to draw
+
         figure_list = figures.write_all(table, finals, pct, scores, aggregates, out / "figures", settings)
-    write_index(out, suite_name, profile, description, runs, results, collected, sections, figure_list, settings)
+    write_index(out, suite_name, profile, description, runs, results, collected, sections, figure_list, settings,
+                added, paths)
     return extra
 
 
@@ -699,8 +796,8 @@ SB3_NOTE = ("The same task, budget and hyperparameters (warm-up, batch, learning
 
 def write_index(out: Path, suite_name: str, profile: str, description: str, runs: list[RunConfig], results: Path,
                 collected: Collected, sections: list[tuple[str, str]], figure_list: list[tuple[str, str]],
-                settings: ReportSettings) -> None:
-    facts = run_facts(runs, results)
+                settings: ReportSettings, added: tuple[str, ...] = (), paths: dict[str, Path] | None = None) -> None:
+    facts = run_facts(runs, results, paths)
     cfg = runs[0].resolve_budget()
     per_method: dict[str, int] = {}
     for c in runs:
@@ -716,7 +813,8 @@ def write_index(out: Path, suite_name: str, profile: str, description: str, runs
     lines += [
         "## What was run", "",
         f"- algorithms: {', '.join(sorted({c.algo for c in runs}))}; tasks: {', '.join(sorted({c.env for c in runs}))}",
-        f"- methods: {', '.join(ordered({c.method for c in runs}))}",
+        f"- methods: {', '.join(ordered({c.method for c in runs}))}"
+        + (f" ({', '.join(added)} added to the profile's, compared with each of them)" if added else ""),
         f"- budget: {cfg.steps:,} environment steps per run ({cfg.steps / PAPER_STEPS:.1%} of the paper's), warm-up "
         f"{cfg.warmup_steps:,}, evaluation every {cfg.eval_every:,} steps over {cfg.eval_episodes} episodes; the "
         f"score of a run is the mean of its last {cfg.final_window} evaluations (the last 5 %); seeds: {seeds_text}",

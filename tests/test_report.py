@@ -1,8 +1,12 @@
 """Statistics and reports: hand-computed aggregates, repeatable intervals, the table layouts on
 fixture results made by real tiny runs, a report with a missing run, and the figures."""
 
+import re
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +186,10 @@ def test_a_wrong_typed_result_is_a_corrupt_run_not_a_crash(tmp_path, capsys):
     summary = build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "r", SETTINGS)
     assert summary["missing"] == ["td3/Hopper-v5/static/seed-0"]
     assert "corrupt result record: final_score='600': not a finite number" in (tmp_path / "r" / "index.md").read_text()
+    assert main(["report", str(FIXTURE / "suite.toml"), "--results", str(results), "--out", str(tmp_path / "r"),
+                 "--reps", "50", "--allow-missing"]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"rlx2 report: {record}: final_score='600': not a finite number; the run is left out (listed in the report)"]
     assert main(["suite", "status", str(FIXTURE / "suite.toml"), "--results", str(results)]) == 0
     assert "td3/Hopper-v5/static/seed-0  corrupt" in capsys.readouterr().out
 
@@ -267,3 +275,121 @@ def test_unequal_seed_counts_use_every_seed_of_the_committed_reference_records()
     row = table[table["Paper's order"] == "static (67.7) > set (66.5)"].iloc[0]
     assert row["P(first > second)"] == "0.50 (1 seed)" and row.Seeds == "2 vs 1"
     assert row.Verdict == "too few seeds (n = 2 vs 1)"
+
+
+def report_process(out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "rlx2.cli", "report", str(FIXTURE / "suite.toml"), "--results",
+                             str(FIXTURE / "results"), "--out", str(out), "--reps", "50", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_staging(parent, process):
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        staging = [p for p in parent.iterdir() if p.name.startswith(".report.") and p.is_dir()]
+        if staging and (staging[0] / "runs.csv").exists():
+            return staging[0]
+        time.sleep(0.05)
+    raise AssertionError("no staging directory appeared")
+
+
+def test_an_interrupted_report_leaves_nothing_behind_and_a_killed_ones_leftovers_go_next_time(tmp_path):
+    from rlx2.cli import main
+
+    out = tmp_path / "report"
+    (tmp_path / ".report.notes").write_text("a user's hidden file that looks like ours")
+    terminated = report_process(out)
+    wait_for_staging(tmp_path, terminated)
+    terminated.send_signal(signal.SIGTERM)
+    _, err = terminated.communicate(timeout=60)
+    assert terminated.returncode == 130 and err.strip().splitlines() == ["rlx2 report: interrupted (SIGTERM)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".report.notes"]  # no staging, no report, notes kept
+    killed = report_process(out)
+    left = wait_for_staging(tmp_path, killed)
+    killed.kill()
+    killed.wait()
+    assert left.exists()  # SIGKILL cannot be cleaned up after: the next report on this --out removes it
+    assert main(["report", str(FIXTURE / "suite.toml"), "--results", str(FIXTURE / "results"), "--out", str(out),
+                 "--reps", "50"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".report.notes", "report"]
+    assert (tmp_path / ".report.notes").read_text() == "a user's hidden file that looks like ours"
+    assert ".rlx2-report-staging" not in {p.name for p in out.iterdir()}
+
+
+def test_an_older_report_moved_aside_by_an_interrupted_swap_is_put_back(tmp_path):
+    from rlx2.report import remove_stale_staging
+
+    suite = fixture_suite()
+    out = tmp_path / "report"
+    build_report(suite.name, suite.profile, list(suite.runs), FIXTURE / "results", out, SETTINGS)
+    aside = tmp_path / ".report.k3x9"
+    out.rename(aside)  # killed between moving the old report aside and moving the new one in
+    remove_stale_staging(out)
+    assert (out / "summary.json").exists() and not aside.exists()
+
+
+def test_a_garbage_line_in_evaluations_leaves_that_run_out_named_and_the_report_goes_on(tmp_path, capsys):
+    from rlx2.cli import main
+
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE / "results", results)
+    evaluations = results / "td3/Hopper-v5/static/seed-0/evaluations.csv"
+    lines = evaluations.read_text().splitlines()
+    evaluations.write_text("\n".join([*lines[:4], "garbage,line", *lines[4:]]) + "\n")
+    args = ["report", str(FIXTURE / "suite.toml"), "--results", str(results), "--out", str(tmp_path / "r"),
+            "--reps", "50"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (f"rlx2 report: {evaluations}: line 5: not a step and a return ('garbage', 'line'); the run is "
+                      "left out (listed in the report)")
+    assert "--allow-missing" in err[1] and len(err) == 2
+    assert f"- `td3/Hopper-v5/static/seed-0`: corrupt record: {evaluations}: line 5" in (
+        tmp_path / "r" / "index.md").read_text()
+    assert main([*args, "--allow-missing", "--force"]) == 0
+    assert main(["suite", "status", str(FIXTURE / "suite.toml"), "--results", str(results)]) == 0
+    assert re.search(rf"td3/Hopper-v5/static/seed-0 +corrupt +{re.escape(str(evaluations))}: line 5",
+                     capsys.readouterr().out)
+
+
+def test_report_runs_builds_the_report_from_any_directory_of_runs_and_runs_lists_them(tmp_path, capsys):
+    from rlx2.cli import main
+
+    root = tmp_path / "experiments"
+    for i, run in enumerate(sorted(p.parent for p in (FIXTURE / "results").glob("*/*/*/seed-*/result.json"))):
+        shutil.copytree(run, root / f"batch-{i % 2}" / run.relative_to(FIXTURE / "results"))  # any layout
+    unfinished = next(root.glob("batch-*/td3/Hopper-v5/rigl/seed-0"))
+    (unfinished / "result.json").unlink()
+    (unfinished / "diagnostics.csv").write_text("step,iterations\n500,0\n1000,0\n")
+    assert main(["runs", str(root)]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].split() == ["run", "algo", "task", "method", "seed", "steps", "score", "state"]
+    assert len(listing) == 1 + 23 + 1 and listing[-1] == f"22 done, 1 pending of 23 ({root})"
+    row = next(line for line in listing if line.startswith(str(unfinished.relative_to(root))))
+    assert row.split()[1:] == ["td3", "Hopper-v5", "rigl", "0", "1,000/10,000", "-", "pending"]
+    assert main(["report", "--runs", str(root), "--out", str(tmp_path / "r"), "--reps", "50"]) == 1  # one unfinished
+    index = (tmp_path / "r" / "index.md").read_text()
+    assert "Every run found under" in index and "22 of 23 finished" in index
+    assert "- `td3/Hopper-v5/rigl/seed-0`" in index  # the unfinished one is listed, not averaged
+    finals = pd.read_csv(tmp_path / "r" / "runs.csv").query("metric == 'final_score'")
+    assert len(finals) == 22 and set(finals.method) == {"dense", "sb3", "static", "rigl", "rlx2"}
+    assert (tmp_path / "r" / "figures" / "learning_curves.png").exists()
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("garbage,line", "line 3: not a step and a return ('garbage', 'line')"),
+    ("2000,nan", "line 3: not a step and a return ('2000', 'nan')"),
+    ("-5,10.0", "line 3: not a step and a return ('-5', '10.0')"),
+    ("2000", "line 3: not a step and a return ('2000', None)"),
+])
+def test_an_evaluation_curve_is_read_as_untrusted(tmp_path, line, problem):
+    from rlx2.results import read_evaluations
+
+    path = tmp_path / "evaluations.csv"
+    path.write_text(f"step,mean_return,std_return,episodes\n1000,5.0,0.0,2\n{line}\n")
+    assert read_evaluations(path) == ([], f"{path}: {problem}")
+    path.write_bytes(b"step,mean_return\n\xff\xfe\n")
+    assert "not a CSV file" in read_evaluations(path)[1]
+    path.write_text("a,b\n1,2\n")
+    assert read_evaluations(path)[1] == f"{path}: no step and mean_return columns"
+    path.write_text("step,mean_return,std_return,episodes\n1000,5.0,0.0,2\n2000,7.5,0.0,2\n")
+    assert read_evaluations(path) == ([(1000, 5.0), (2000, 7.5)], None)
