@@ -186,7 +186,7 @@ def test_export_creates_the_folder_of_its_output_and_replaces_an_older_file(runs
 
 def test_export_refuses_an_unknown_suffix_or_a_directory(runs, tmp_path, capfd):
     for out in (tmp_path / "actor.pt", tmp_path / "actor", tmp_path):
-        assert main(["export", str(runs["td3-rlx2"]), "--out", str(out)]) == 2
+        assert exit_status(["export", str(runs["td3-rlx2"]), "--out", str(out)]) == 2
         err = one_line(capfd.readouterr().err, "export")
         assert f"--out={out}" in err
     assert listing(tmp_path) == []
@@ -204,7 +204,7 @@ def test_export_refuses_a_directory_that_is_not_a_finished_run(runs, tmp_path, c
     out = tmp_path / "out"
     out.mkdir()
     for run, what in ((empty, "config.json"), (no_model, "has no model.pt"), (truncated, "model.pt cannot be read")):
-        assert main(["export", str(run), "--out", str(out / "actor.npz")]) == 2
+        assert exit_status(["export", str(run), "--out", str(out / "actor.npz")]) == 2
         err = one_line(capfd.readouterr().err, "export")
         assert f"run-dir='{run}'" in err and what in err
     assert listing(out) == []
@@ -221,16 +221,24 @@ def test_a_failed_export_leaves_nothing_behind_and_an_older_file_untouched(runs,
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(rlx2.export, "write_npz", full_disk)
-    assert main(["export", str(runs["td3-rlx2"]), "--out", str(old)]) == 1
+    assert exit_status(["export", str(runs["td3-rlx2"]), "--out", str(old)]) == 1
     assert "No space left on device" in one_line(capfd.readouterr().err, "export")
     assert listing(tmp_path) == ["actor.npz"] and old.read_bytes() == b"an older export"
 
     monkeypatch.undo()
     monkeypatch.setattr(rlx2.export, "SELF_CHECK_TOLERANCE", -1.0)  # the written file "differs" from the agent
     for out in (old, tmp_path / "actor.onnx"):
-        assert main(["export", str(runs["td3-rlx2"]), "--out", str(out)]) == 2
+        assert exit_status(["export", str(runs["td3-rlx2"]), "--out", str(out)]) == 2
         assert "differs from the agent" in one_line(capfd.readouterr().err, "export")
     assert listing(tmp_path) == ["actor.npz"] and old.read_bytes() == b"an older export"
+
+
+def exit_status(argv) -> int:
+    """``rlx2 ARGV``'s exit status: bad input ends the command with SystemExit(2), a fault returns 1."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
 
 
 def crafted(tmp_path, source, name, change):
@@ -290,7 +298,7 @@ def _plain_onnx_model() -> bytes:
 def test_evaluate_refuses_a_policy_file_it_cannot_use(runs, exported, tmp_path, capfd):
     for path, what in bad_policy_files(tmp_path, exported):
         before = listing(tmp_path)
-        assert main(["evaluate", str(runs["td3-rlx2"]), "--policy", str(path)]) == 2, path
+        assert exit_status(["evaluate", str(runs["td3-rlx2"]), "--policy", str(path)]) == 2, path
         captured = capfd.readouterr()
         err = one_line(captured.err, "evaluate")
         assert err.startswith(f"rlx2 evaluate: --policy={path}: ") and what in err, err
