@@ -15,17 +15,14 @@ killed one starts again from scratch.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import numpy as np
 from tqdm import tqdm
 
-from rlx2.agents import AGENTS
 from rlx2.config import ConfigError, run_id
-from rlx2.envs import ActionScaler, make_env
 from rlx2.methods import Method, register
-from rlx2.recorder import Recorder
-from rlx2.sparse.flops import NetworkCosts, TrainingCost, dense_run_flops, flops_report
 
 
 def _sb3():
@@ -53,7 +50,16 @@ class StableBaselines3(Method):
     description = "stable-baselines3's own dense TD3/SAC with the same hyperparameters (external reference for dense)"
 
     def resolve(self, cfg):
-        _sb3()  # fail before anything is written when the extra is missing
+        if importlib.util.find_spec("stable_baselines3") is None:  # fail before anything is written (not importing
+            _sb3()  # it: resolving a config, e.g. to check a report's runs, does not need it)
+        # stable-baselines3's TD3/SAC cannot honour these: refuse them by name rather than record them unused
+        if cfg.n_step not in (None, 1):
+            raise ConfigError("n_step", cfg.n_step, "the sb3 method cannot honour it (stable-baselines3 uses 1-step "
+                                                    "TD targets); leave it out")
+        if cfg.dynamic_buffer:
+            raise ConfigError("dynamic_buffer", cfg.dynamic_buffer, "the sb3 method cannot honour it "
+                                                                    "(stable-baselines3's replay buffer has a fixed "
+                                                                    "capacity); leave it out")
         return super().resolve(cfg)
 
     def model(self, cfg, env):
@@ -75,6 +81,11 @@ class StableBaselines3(Method):
     def run(self, ctx):
         """stable-baselines3's ``learn``, recorded through the suite's recorder and evaluation protocol."""
         from stable_baselines3.common.callbacks import BaseCallback
+
+        from rlx2.agents import AGENTS  # here, not at the top: resolving an sb3 config (a report does) needs no torch
+        from rlx2.envs import ActionScaler, make_env
+        from rlx2.recorder import Recorder
+        from rlx2.sparse.flops import NetworkCosts, TrainingCost, dense_run_flops, flops_report
 
         cfg = ctx.cfg
         env, eval_env = make_env(cfg.env), make_env(cfg.env)

@@ -1,11 +1,12 @@
 """Tiny: dense networks narrowed until their weight count matches the sparse model's."""
 
-from rlx2.sparse.flops import mlp_weights
 from rlx2.methods import Method, register
 
 
 def matching_hidden_sizes(hidden: tuple[int, ...], in_dim: int, out_dim: int, density: float) -> tuple[int, ...]:
     """Hidden widths, ``hidden`` scaled down uniformly, whose weight count is closest to ``density`` times the full one."""
+    from rlx2.sparse.flops import mlp_weights  # here: naming or resolving the method does not need torch
+
     target = density * mlp_weights(in_dim, hidden, out_dim)
     widest = max(hidden)
 

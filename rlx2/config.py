@@ -34,9 +34,12 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-from rlx2.sparse.backend import BACKENDS, CSR_MAX_DENSITY
-
 ALGOS = ("td3", "sac")
+#: How masked layers compute (``rlx2.sparse.backend``): here, with the other settings' choices, so that reading
+#: a config never imports torch.
+BACKENDS = ("auto", "masked-dense", "csr")
+#: ``auto`` computes a layer with CSR kernels at or below this density.
+CSR_MAX_DENSITY = 0.25
 #: Replay capacity bounds (min, max) per algorithm, spec section 6.
 BUFFER_BOUNDS = {"td3": (100_000, 1_000_000), "sac": (200_000, 3_000_000)}
 #: The paper's budget, environment steps per run (spec section 7).

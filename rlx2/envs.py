@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import sys
+
 import gymnasium as gym
 import numpy as np
 
 from rlx2.config import ConfigError
 
 
+#: MuJoCo warnings about the task files gymnasium ships (not about anything a user can change), dropped at the
+#: source: HalfCheetah's model sets ``settotalmass``, which MuJoCo 3.3+ calls deprecated on every load.
+KNOWN_MUJOCO_NOISE = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def quiet_known_mujoco_noise() -> None:
+    """Route MuJoCo's warnings through a handler that drops ``KNOWN_MUJOCO_NOISE`` and prints the rest on stderr
+    (MuJoCo's own handler prints every one and appends it to ``MUJOCO_LOG.TXT`` in the working directory).
+    A handler someone else installed is left alone."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+    if mujoco.get_mju_user_warning() is not None:
+        return
+
+    def warn(message: str) -> None:
+        if not message.startswith(KNOWN_MUJOCO_NOISE):
+            print(f"MuJoCo warning: {message}", file=sys.stderr)
+
+    mujoco.set_mju_user_warning(warn)
+
+
 def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     """Make ``env_id`` and check it is a continuous-control task rlx2 can train on."""
+    quiet_known_mujoco_noise()
     if env_id not in gym.registry:
         raise ConfigError("env", env_id, "not a registered gymnasium task id")
     try:

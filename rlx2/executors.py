@@ -128,6 +128,66 @@ def _crash_reason(code: int, run_dir: RunDirectory) -> str:
     return reason + (f" ({tail[0][:200]})" if tail else "")
 
 
+class SuiteProgress:
+    """The suite's progress bar (steps of all its runs) and one line per run that resumes, finishes or fails.
+
+    What was done before this start (finished runs, the logged steps of unfinished ones) is the
+    bar's starting count, and a running run adds only the steps it logs beyond where it stood when
+    it started: so the rate and the ETA come from steps run since this start (a resumed run's
+    checkpoint is not thousands of steps done in no time). ``quiet``: neither bar nor lines.
+    """
+
+    def __init__(self, runs: list[RunConfig], results: Path, quiet: bool = False, file=None) -> None:
+        self.quiet, self.file = quiet, file or sys.stderr
+        self.total = len(runs)
+        self.steps = {run_id(cfg): cfg.steps for cfg in runs}
+        self.done: dict[str, int] = {}  # steps counted per run so far
+        for cfg in runs:
+            run_dir = RunDirectory(results / run_id(cfg))
+            self.done[run_id(cfg)] = cfg.steps if run_dir.finished else min(cfg.steps, steps_logged(run_dir))
+        self.base: dict[str, int] = {}  # where each running run stood when it started
+        self.finished = 0
+        self.bar = tqdm(total=sum(self.steps.values()), initial=sum(self.done.values()), disable=quiet, unit="step",
+                        dynamic_ncols=True, file=self.file, desc=f"runs 0/{self.total}")
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            tqdm.write(line, file=self.file)
+
+    def skipped(self) -> None:
+        """A run found finished (before the start, or by another runner meanwhile)."""
+        self.finished += 1
+
+    def started(self, cfg: RunConfig, run_dir: RunDirectory) -> None:
+        name = run_id(cfg)
+        self.base[name] = self.done[name] = min(cfg.steps, steps_logged(run_dir))
+        if (run_dir.path / CHECKPOINT_FILE).is_file():
+            self.say(f"resuming {name} from its checkpoint ({self.done[name]:,} of {cfg.steps:,} steps logged)")
+
+    def ended(self, cfg: RunConfig, run_dir: RunDirectory, failed: str | None = None) -> None:
+        """A run's attempt ended: finished (``failed`` None) or failed for good (``failed``: why)."""
+        name = run_id(cfg)
+        if failed is not None:
+            self.say(f"FAILED {name}: {failed}")
+            return
+        self.finished += 1
+        self.done[name] = cfg.steps
+        result = run_dir.result() or {}
+        score = f": score {result['final_score']:.1f}" if "final_score" in result else ""
+        self.say(f"finished {name}{score}")
+
+    def refresh(self, running: list[tuple[RunConfig, RunDirectory]]) -> None:
+        """Count the steps the running runs have logged beyond where they started."""
+        for cfg, run_dir in running:
+            name = run_id(cfg)
+            self.done[name] = max(self.done[name], min(cfg.steps, steps_logged(run_dir)))
+        self.bar.set_description(f"runs {self.finished}/{self.total}", refresh=False)
+        self.bar.update(max(0, sum(self.done.values()) - self.bar.n))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 class LocalExecutor:
     """A bounded pool of worker subprocesses on this machine."""
 
@@ -139,17 +199,15 @@ class LocalExecutor:
     def run(self, runs: list[RunConfig], results: Path, modules: tuple[str, ...] = ()) -> Outcome:
         outcome = Outcome(total=len(runs))
         queue: list[tuple[RunConfig, int]] = []
+        progress = SuiteProgress(runs, results, self.quiet)
         # Seed by seed: a suite stopped half-way has whole seeds of every method, not all seeds of a few.
         for cfg in sorted(runs, key=lambda c: c.seed):
             if RunDirectory(results / run_id(cfg)).finished:
                 outcome.skipped += 1
+                progress.skipped()
             else:
                 queue.append((cfg, 0))
         waiting_on = dependencies(runs, results)
-        total_steps = sum(cfg.steps for cfg in runs)
-        done_steps = sum(cfg.steps for cfg in runs if RunDirectory(results / run_id(cfg)).finished)
-        bar = tqdm(total=total_steps, initial=done_steps, disable=self.quiet, unit="step", dynamic_ncols=True,
-                   desc=f"runs {outcome.skipped}/{len(runs)}")
         running: dict[subprocess.Popen, tuple[RunConfig, int, RunDirectory]] = {}
         try:
             while queue or running:
@@ -159,6 +217,7 @@ class LocalExecutor:
                     if failed:
                         queue.remove((cfg, attempt))
                         outcome.failed[run_id(cfg)] = f"depends on failed run {failed[0]}"
+                        progress.ended(cfg, RunDirectory(results / run_id(cfg)), outcome.failed[run_id(cfg)])
                 ready = [item for item in queue if not unfinished & set(waiting_on[run_id(item[0])])]
                 while ready and len(running) < self.workers:
                     cfg, attempt = ready.pop(0)
@@ -168,9 +227,10 @@ class LocalExecutor:
                     queue.remove((cfg, attempt))
                     if run_dir.finished:  # finished by another runner meanwhile
                         outcome.skipped += 1
-                        done_steps += cfg.steps
+                        progress.skipped()
                         continue
                     run_dir.path.mkdir(parents=True, exist_ok=True)
+                    progress.started(cfg, run_dir)
                     log = open(run_dir.path / LOG_FILE, "a")
                     process = subprocess.Popen(worker_command(cfg, results, modules, os.getpid()), stdout=log,
                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -181,27 +241,28 @@ class LocalExecutor:
                     name, code = run_id(cfg), process.returncode
                     if code == 0:
                         outcome.finished += 1
-                        done_steps += cfg.steps
+                        progress.ended(cfg, run_dir)
                     elif code == EXIT_DIVERGED:
                         outcome.failed[name] = (run_dir.failure() or {}).get("reason", "diverged")
+                        progress.ended(cfg, run_dir, outcome.failed[name])
                     elif code == EXIT_LOCKED:
                         queue.append((cfg, attempt))  # lost a race for the lock: wait for the other runner
                     else:
                         reason = _crash_reason(code, run_dir)
                         if attempt < self.retries:
                             queue.append((cfg, attempt + 1))  # resumes from its checkpoint
+                            progress.say(f"retrying {name} ({reason})")
                         else:
                             run_dir.fail(reason, "crashed")
                             outcome.failed[name] = reason
-                if not self.quiet:  # steps of finished runs + steps logged by running ones; tqdm derives the ETA
-                    progress = done_steps + sum(min(c.steps, steps_logged(rd)) for c, _, rd in running.values())
-                    bar.set_description(f"runs {outcome.skipped + outcome.finished}/{len(runs)}", refresh=False)
-                    bar.update(max(0, progress - bar.n))
+                            progress.ended(cfg, run_dir, reason)
+                if not self.quiet:
+                    progress.refresh([(c, rd) for c, _, rd in running.values()])
                 time.sleep(0.5)
         finally:
             for process in running:
                 process.kill()
-            bar.close()
+            progress.close()
         return outcome
 
 
@@ -227,7 +288,10 @@ class RayExecutor:
                 pending.append(cfg)
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:  # no cluster there, a malformed address
+                raise OSError(f"cannot reach a Ray cluster at {self.address!r} ({str(exc).splitlines()[0]})") from None
         task = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=[WorkerCrashed])(_ray_run)
         waiting_on = dependencies(runs, results)
         by_id: dict[str, object] = {}
@@ -237,7 +301,8 @@ class RayExecutor:
             future = task.remote(cfg.to_dict(), str(results.resolve()), modules, *after)
             by_id[run_id(cfg)] = future
             futures[future] = cfg
-        bar = tqdm(total=len(runs), initial=outcome.skipped, disable=self.quiet, unit="run", dynamic_ncols=True)
+        bar = tqdm(total=len(runs), initial=outcome.skipped, disable=self.quiet, unit="run", dynamic_ncols=True,
+                   file=sys.stderr)
         try:
             remaining = list(futures)
             while remaining:
@@ -251,12 +316,20 @@ class RayExecutor:
                     run_dir.fail(reason, "crashed")
                     outcome.failed[name] = reason
                     code = None
+                line = f"ended {name}"
                 if code == 0:
                     outcome.finished += 1
+                    score = (run_dir.result() or {}).get("final_score")
+                    line = f"finished {name}" + (f": score {score:.1f}" if score is not None else "")
                 elif code == EXIT_DIVERGED:
                     outcome.failed[name] = (run_dir.failure() or {}).get("reason", "diverged")
                 elif code == EXIT_LOCKED:
                     outcome.elsewhere.append(name)
+                    line = f"held elsewhere: {name}"
+                if name in outcome.failed:
+                    line = f"FAILED {name}: {outcome.failed[name]}"
+                if not self.quiet:
+                    bar.write(line, file=sys.stderr)
                 bar.update(1)
         finally:
             bar.close()

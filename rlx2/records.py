@@ -32,12 +32,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 FAILURE_FILE = "failure.json"
 LOCK_FILE = ".lock"
+#: The files a run writes (besides its lock and a suite worker's log), which a fresh start clears.
+RUN_FILES = ("config.json", "evaluations.csv", "topology.csv", "diagnostics.csv", "model.pt", CHECKPOINT_FILE,
+             FAILURE_FILE, RESULT_FILE)
 
 
 class RunLocked(RuntimeError):
@@ -57,8 +58,8 @@ def result_problem(record: Any) -> str | None:
         return f"status={record.get('status')!r}, not 'finished'"
     if not _real(record.get("final_score")):
         return f"final_score={record.get('final_score')!r}: not a finite number"
-    if not isinstance(record.get("steps"), int) or isinstance(record.get("steps"), bool):
-        return f"steps={record.get('steps')!r}: not an integer"
+    if not isinstance(record.get("steps"), int) or isinstance(record.get("steps"), bool) or record["steps"] < 1:
+        return f"steps={record.get('steps')!r}: not a positive integer"
     flops = record.get("flops")
     if not isinstance(flops, dict) or not all(_real(flops.get(k)) for k in ("size", "inference_flops_relative")):
         return "flops: missing or not numbers"
@@ -72,7 +73,11 @@ def writable_directory(path: Path) -> str | None:
     cannot write in (read-only, immutable, no permission), tried with a temporary file that
     is removed at once.
     """
-    existing = Path(path)
+    path = Path(path)
+    too_long = long_name(path)
+    if too_long:
+        return too_long
+    existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
@@ -85,31 +90,58 @@ def writable_directory(path: Path) -> str | None:
     return None
 
 
-def _write_atomically(path: Path, write: Callable[[Any], None], mode: str) -> None:
+#: Room left below a directory for what rlx2 writes there (run ids, file names, temporary suffixes).
+PATH_ROOM = 256
+
+
+def long_name(path: Path) -> str | None:
+    """Why ``path`` is too long for this filesystem to hold it and what goes below it (None: it is not)."""
+    name_max, path_max = 255, 4096
+    try:
+        name_max, path_max = os.pathconf("/", "PC_NAME_MAX"), os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError):
+        pass
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            return f"the name {part[:24]}... is {len(os.fsencode(part))} bytes long; at most {name_max} fit in a name"
+    length = len(os.fsencode(str(path.absolute())))
+    if length + PATH_ROOM > path_max:
+        return (f"is {length} bytes long; what rlx2 writes below it needs up to {PATH_ROOM} more, and a path may be "
+                f"at most {path_max}")
+    return None
+
+
+def write_atomically(path: Path, write: Callable[[Any], None], mode: str,
+                     check: Callable[[Path], Any] | None = None) -> Any:
     """Write ``path`` through ``path.tmp`` and ``os.replace``: never half-written; on any failure (a full
-    disk) the temporary file is removed and the error names ``path``."""
+    disk, or ``check`` of the written temporary file raising) the temporary file is removed and an
+    OSError names ``path``. Returns what ``check`` returned."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        checked = check(tmp) if check is not None else None
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and not exc.filename:
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
+    return checked
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (``_write_atomically``)."""
-    _write_atomically(path, lambda f: f.write(text), "w")
+    """Write ``text`` to ``path`` atomically (``write_atomically``)."""
+    write_atomically(path, lambda f: f.write(text), "w")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` atomically; through a file object, so a full disk is an OSError (ENOSPC)."""
-    _write_atomically(path, lambda f: torch.save(obj, f), "wb")
+    import torch  # here, not at the top: reading records (reports, status) never needs torch
+
+    write_atomically(path, lambda f: torch.save(obj, f), "wb")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -263,9 +295,9 @@ class RunDirectory:
     def start(self, config: dict[str, Any]) -> None:
         """Begin a fresh run: clear leftovers of an unfinished one, write the config, open the logs."""
         self.path.mkdir(parents=True, exist_ok=True)
-        for child in self.path.iterdir():
-            if child.is_file() and child.name not in (LOCK_FILE, "worker.log"):
-                child.unlink()
+        for name in RUN_FILES:  # only what a run writes: a file someone else put here stays
+            for leftover in (self.path / name, self.path / f"{name}.tmp"):
+                leftover.unlink(missing_ok=True)
         atomic_write_text(self.path / "config.json",
                           json.dumps({**config, **self.metadata}, indent=2, sort_keys=True) + "\n")
         self.evaluations = CsvLog(self.path / "evaluations.csv", self.EVAL_COLUMNS)
@@ -287,6 +319,8 @@ class RunDirectory:
         path = self.path / CHECKPOINT_FILE
         if not path.is_file():
             return None
+        import torch
+
         try:
             return torch.load(path, weights_only=True)
         except Exception:  # truncated or corrupt: start afresh rather than crash

@@ -4,20 +4,24 @@ Everything is derived from the run directories (and seeded random-policy rollout
 same results give byte-identical tables. Written:
 
 * ``runs.csv`` (+ ``runs.parquet`` with pyarrow): the tidy table of every finished run;
+* ``table_plan.{md,csv}``: per task and pair of the paper's methods, the seeds now and the
+  seeds per method the verdict rule needs at the paper's gap and the spread measured here
+  (``rlx2.comparisons``), and whether the profile declares enough; first in the index;
 * ``table_references.{md,csv}``: per task, the random policy's return and dense's mean with
-  its 95 % CI, and whether dense clearly beats both the random policy and zero. Only then
+  its interval, and whether dense clearly beats both the random policy and zero. Only then
   are "% of dense" and normalised scores findings; elsewhere they are left out, saying why;
 * ``table_paper.{md,tex,csv}``: the paper's Table 2 layout: sparsities, size, training and
-  inference FLOPs, then every method's % of dense (mean over seeds [95 % bootstrap CI]);
+  inference FLOPs, then every method's % of dense (its interval resamples dense's seeds too);
 * ``table_vs_paper.{md,csv}``: per task and method, ours beside the paper's published figure;
-* ``table_ordering.{md,csv}``: for every pair of the paper's methods, the paper's order and
-  the probability that it holds here (rliable's probability of improvement, with its CI):
-  "holds" when the interval lies above 1/2, "reversed" below, "unresolved" otherwise;
-* ``table_improvement.{md,csv}``: P(RLx2 > method) for every other method, with CIs;
-* ``table_aggregate.{md,tex,csv}``: IQM, median, mean and optimality gap of normalised
-  scores (0 = random policy, 1 = dense) with stratified-bootstrap 95 % CIs;
+* ``table_ordering.{md,csv}``: for every pair of the paper's methods, P(first > second) as
+  the effect size and the exact one-sided Mann-Whitney p-values, Holm-corrected within the
+  task (a profile's primary comparison alone): "holds" / "reversed" only below ``ALPHA``
+  with ``MIN_SEEDS`` seeds a side;
+* ``table_improvement.{md,csv}``: P(RLx2 > method) for every other method (effect sizes);
+* ``table_aggregate.{md,tex,csv}``: rliable's aggregates of normalised scores (0 = random
+  policy, 1 = dense), dense's seeds resampled along;
 * ``table_sb3.{md,csv}`` when the suite ran ``sb3``: our dense agent beside
-  stable-baselines3's (final scores per seed, IQM with CIs, P(dense > sb3));
+  stable-baselines3's (final scores per seed, mean and IQM, P(dense > sb3), a two-sided test);
 * ``figures/`` and ``index.md``, which ties them together with what was run and caveats;
 * ``summary.json``: the counts a later ``rlx2 report`` compares with before replacing this one.
 
@@ -28,20 +32,26 @@ forced (``ReportRefused``).
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from rlx2.comparisons import Pair, Tested, decide, declared_enough, judge_pairs, paper_pairs, plan_pairs
 from rlx2.config import PAPER_STEPS, RunConfig, run_id
-from rlx2.paper import PAPER_METHODS, ordered, paper_row, paper_task
+from rlx2.paper import PAPER_METHODS, ordered, paper_row
 from rlx2.results import Collected, collect, final_scores, random_policy_return, save_table
-from rlx2.stats import aggregate_metrics, interval_estimates, normalise, probability_of_improvement
+from rlx2.stats import (AGGREGATES, ALPHA, DEFAULT_REPS, MIN_SEEDS, Interval, aggregate_metrics, improvement, interval,
+                        normalise, normalised_aggregates, rank_test_p)
 
 SUMMARY_FILE = "summary.json"
 
@@ -52,7 +62,7 @@ class ReportRefused(RuntimeError):
 
 @dataclass
 class ReportSettings:
-    reps: int = 2_000  # bootstrap replications
+    reps: int = DEFAULT_REPS  # bootstrap replications
     seed: int = 0  # seed of every bootstrap
     random_episodes: int = 10  # episodes of the random policy per task
 
@@ -63,9 +73,10 @@ class DenseReference:
 
     random: float  # mean return of a uniformly random policy
     mean: float  # dense's mean final score (nan: no dense run)
-    low: float  # its 95 % bootstrap interval over seeds
+    low: float  # its bootstrap interval over seeds (a range below MIN_SEEDS seeds)
     high: float
     seeds: int
+    scores: tuple[float, ...] = ()  # dense's final scores by seed (ratios to dense resample them)
 
     @property
     def problem(self) -> str | None:
@@ -75,10 +86,10 @@ class DenseReference:
         if self.seeds == 1:
             return "one dense run: no interval to tell whether it beats the random policy"
         if not self.low > self.random:
-            return (f"dense does not clearly beat the random policy (95 % CI of its mean [{fmt(self.low)}, "
-                    f"{fmt(self.high)}], random policy {fmt(self.random)})")
+            return (f"dense does not clearly beat the random policy (its mean {interval_cell(self.mean, self.low, self.high, self.seeds)}, "
+                    f"random policy {fmt(self.random)})")
         if not self.low > 0:
-            return f"the 95 % CI of dense's mean [{fmt(self.low)}, {fmt(self.high)}] reaches 0 or below"
+            return f"dense's mean {interval_cell(self.mean, self.low, self.high, self.seeds)} reaches 0 or below"
         return None
 
 
@@ -86,13 +97,28 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def cell(point: float, low: float, high: float, digits: int = 1) -> str:
-    return f"{fmt(point, digits)} [{fmt(low, digits)}, {fmt(high, digits)}]"
+def interval_cell(point: float, low: float, high: float, seeds: int, digits: int = 1) -> str:
+    """A point with its bootstrap interval, labelled by what it is at ``seeds`` (the fewest seeds it rests on).
+
+    ``MIN_SEEDS`` or more: ``x [low, high]``, a 95 % interval. Fewer: ``x (range low to high)``,
+    since a percentile bootstrap over 2-4 values is about their range, not a 95 % interval.
+    One seed: ``x (1 seed)``, no interval at all.
+    """
+    if seeds >= MIN_SEEDS:
+        return f"{fmt(point, digits)} [{fmt(low, digits)}, {fmt(high, digits)}]"
+    if seeds >= 2:
+        return f"{fmt(point, digits)} (range {fmt(low, digits)} to {fmt(high, digits)})"
+    return f"{fmt(point, digits)} (1 seed)"
 
 
-def seeded_cell(point: float, low: float, high: float, seeds: int, digits: int = 1) -> str:
-    """``cell``, except that one seed has no interval (a bootstrap over one value collapses to it): "x (1 seed)"."""
-    return cell(point, low, high, digits) if seeds >= 2 else f"{fmt(point, digits)} (1 seed)"
+def p_value(p: float | None) -> str:
+    return "-" if p is None else f"{p:.4f}" if p >= 0.0001 else f"{p:.1e}"
+
+
+INTERVAL_NOTE = (f"Intervals are percentile stratified-bootstrap intervals over seeds: `x [low, high]` is a 95 % "
+                 f"interval (at least {MIN_SEEDS} seeds); `x (range low to high)` rests on 2-{MIN_SEEDS - 1} seeds, "
+                 "where a bootstrap interval is about the range of the seeds and no 95 % interval; `x (1 seed)` has "
+                 "none.\n")
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -121,11 +147,9 @@ def write_table(df: pd.DataFrame, out: Path, stem: str, caption: str, tex: bool 
         (out / f"{stem}.tex").write_text(latex(df, caption))
 
 
-def mean_interval(values: np.ndarray, settings: ReportSettings) -> tuple[float, float, float]:
-    """Mean of ``values`` (one per seed, or ``[seeds, tasks]``) with its 95 % stratified-bootstrap interval."""
-    values = np.asarray(values, dtype=float)
-    matrix = values[:, None] if values.ndim == 1 else values
-    return interval_estimates({"x": matrix}, lambda s: np.mean(s), settings.reps, settings.seed)["x"]
+def mean_interval(values: np.ndarray, settings: ReportSettings) -> Interval:
+    """Mean of ``values`` (one per seed) with its bootstrap interval."""
+    return interval([np.asarray(values, dtype=float)], lambda v: np.mean(v, axis=-1), settings.reps, settings.seed)
 
 
 def scores_of(finals: pd.DataFrame, algo: str, task: str, method: str) -> np.ndarray:
@@ -134,9 +158,24 @@ def scores_of(finals: pd.DataFrame, algo: str, task: str, method: str) -> np.nda
     return chosen.sort_values("seed").score.to_numpy(dtype=float)
 
 
+def task_scores(finals: pd.DataFrame, algo: str, task: str) -> dict[str, np.ndarray]:
+    """``{method: final scores by seed}`` of one algo and task."""
+    here = finals[(finals.algo == algo) & (finals.task == task)]
+    return {method: scores_of(finals, algo, task, method) for method in ordered(here.method.unique())}
+
+
 def cells(finals: pd.DataFrame) -> list[tuple[str, str]]:
     """Every ``(algo, task)`` with finished runs, sorted."""
     return sorted({(a, t) for a, t in zip(finals.algo, finals.task)})
+
+
+def declared_seeds(runs: list[RunConfig], algo: str, task: str) -> dict[str, int]:
+    """Seeds per method the profile runs on one algo and task (its declaration, finished or not)."""
+    counts: dict[str, int] = {}
+    for cfg in runs:
+        if cfg.algo == algo and cfg.env == task:
+            counts[cfg.method] = counts.get(cfg.method, 0) + 1
+    return counts
 
 
 def dense_references(finals: pd.DataFrame, random_returns: dict[str, float], settings: ReportSettings
@@ -145,36 +184,59 @@ def dense_references(finals: pd.DataFrame, random_returns: dict[str, float], set
     for algo, task in cells(finals):
         dense = scores_of(finals, algo, task, "dense")
         point, low, high = mean_interval(dense, settings) if len(dense) else (np.nan, np.nan, np.nan)
-        refs[(algo, task)] = DenseReference(random_returns[task], point, low, high, len(dense))
+        refs[(algo, task)] = DenseReference(random_returns[task], point, low, high, len(dense), tuple(dense))
     return refs
 
 
 def references_table(refs: dict[tuple[str, str], DenseReference]) -> pd.DataFrame:
     return pd.DataFrame([{
         "Algo": algo.upper(), "Task": task, "Random policy": fmt(ref.random), "Dense seeds": ref.seeds,
-        "Dense mean [95% CI]": cell(ref.mean, ref.low, ref.high),
+        "Dense mean": interval_cell(ref.mean, ref.low, ref.high, ref.seeds),
         "% of dense and normalised scores": "reported" if ref.problem is None else f"not reported: {ref.problem}",
     } for (algo, task), ref in refs.items()])
 
 
+def ratio_to_dense(method_scores: list[np.ndarray], dense_scores: list[np.ndarray], settings: ReportSettings
+                   ) -> Interval:
+    """100 x mean(method) / mean(dense), averaged over tasks, with dense's seeds resampled too.
+
+    Every task's runs of the method and of dense are redrawn independently in each bootstrap
+    replicate, so the interval carries dense's uncertainty as well as the method's, and tasks
+    with different seed counts need no truncation.
+    """
+    tasks = len(method_scores)
+
+    def statistic(*draws):
+        return np.mean([100.0 * np.mean(draws[t], axis=-1) / np.mean(draws[tasks + t], axis=-1) for t in range(tasks)],
+                       axis=0)
+
+    return interval([*method_scores, *dense_scores], statistic, settings.reps, settings.seed)
+
+
 def percent_of_dense(finals: pd.DataFrame, refs: dict, settings: ReportSettings) -> tuple[pd.DataFrame, dict]:
-    """Per valid (algo, task, method): % of dense's mean with a CI over seeds; per algo, averages over its valid tasks."""
+    """Per valid (algo, task, method): % of dense's mean with its interval; per algo, averages over its valid tasks."""
     rows, averages = [], {}
     for algo in sorted(finals.algo.unique()):
         tasks = [t for a, t in cells(finals) if a == algo and refs[(a, t)].problem is None]
         columns: dict[str, list[np.ndarray]] = {}
         for task in tasks:
-            for method in ordered(finals[(finals.algo == algo) & (finals.task == task)].method.unique()):
-                pct = 100.0 * scores_of(finals, algo, task, method) / refs[(algo, task)].mean
-                point, low, high = mean_interval(pct, settings)
+            dense = np.array(refs[(algo, task)].scores)
+            for method, scores in task_scores(finals, algo, task).items():
+                if method == "dense":  # dense against itself: only its own spread (numerator and denominator are one)
+                    point, low, high = interval([scores], lambda d: 100.0 * np.mean(d, axis=-1) / np.mean(dense),
+                                                settings.reps, settings.seed)
+                    seeds = len(scores)
+                else:
+                    point, low, high = ratio_to_dense([scores], [dense], settings)
+                    seeds = min(len(scores), len(dense))
                 rows.append({"algo": algo, "task": task, "method": method, "pct": point, "low": low, "high": high,
-                             "seeds": len(pct)})
-                columns.setdefault(method, []).append(pct)
+                             "seeds": seeds})
+                columns.setdefault(method, []).append(scores)
         for method, per_task in columns.items():
-            if len(per_task) == len(tasks):  # a task without this method: no average
-                seeds = min(len(c) for c in per_task)
-                averages[(algo, method)] = (*mean_interval(np.stack([c[:seeds] for c in per_task], axis=1), settings),
-                                            seeds)
+            if method != "dense" and len(per_task) == len(tasks):  # a task without this method: no average
+                dense = [np.array(refs[(algo, t)].scores) for t in tasks]
+                seeds = min(len(c) for c in [*per_task, *dense])
+                averages[(algo, method)] = (*ratio_to_dense(per_task, dense, settings), seeds)
     return pd.DataFrame(rows, columns=["algo", "task", "method", "pct", "low", "high", "seeds"]), averages
 
 
@@ -200,12 +262,14 @@ def paper_table(finals: pd.DataFrame, pct: pd.DataFrame, averages: dict, refs: d
                 if refs[(algo, task)].problem is not None:
                     row[method] = NOT_REPORTED
                 else:
-                    row[method] = seeded_cell(*hit[["pct", "low", "high", "seeds"]].iloc[0]) if not hit.empty else "-"
+                    row[method] = interval_cell(*hit[["pct", "low", "high", "seeds"]].iloc[0]) if not hit.empty else "-"
             rows.append(row)
+        if sum(1 for a, _ in cells(finals) if a == algo) < 2:
+            continue  # one task: its average is the task's own row
         average = {"Algo": algo.upper(), "Task": "Average (reported tasks)", "Actor sp.": "", "Critic sp.": "",
                    "Size": "", "Train FLOPs": "", "Infer. FLOPs": ""}
         for method in methods:
-            average[method] = seeded_cell(*averages[(algo, method)]) if (algo, method) in averages else "-"
+            average[method] = interval_cell(*averages[(algo, method)]) if (algo, method) in averages else "-"
         rows.append(average)
     return pd.DataFrame(rows)
 
@@ -221,7 +285,7 @@ def versus_paper(pct: pd.DataFrame, averages: dict, refs: dict, budget: int) -> 
         for method in PAPER_METHODS:
             hit = pct[(pct.algo == algo) & (pct.task == task) & (pct.method == method)]
             ours = (NOT_REPORTED if refs[(algo, task)].problem is not None else
-                    seeded_cell(*hit[["pct", "low", "high", "seeds"]].iloc[0]) if not hit.empty else "not run")
+                    interval_cell(*hit[["pct", "low", "high", "seeds"]].iloc[0]) if not hit.empty else "not run")
             rows.append({"Algo": algo.upper(), "Task": task, "Method": method,
                          f"Ours ({budget:,} steps, gymnasium v5)": ours,
                          f"Paper ({PAPER_STEPS:,} steps, gym v3)": f"{published[method]:.1f}",
@@ -231,7 +295,7 @@ def versus_paper(pct: pd.DataFrame, averages: dict, refs: dict, budget: int) -> 
             continue
         (actor_sp, critic_sp), published = paper_row(algo, "Average")
         for method in PAPER_METHODS:
-            ours = seeded_cell(*averages[(algo, method)]) if (algo, method) in averages else "-"
+            ours = interval_cell(*averages[(algo, method)]) if (algo, method) in averages else "-"
             rows.append({"Algo": algo.upper(), "Task": "Average (reported tasks; paper: four tasks)", "Method": method,
                          f"Ours ({budget:,} steps, gymnasium v5)": ours,
                          f"Paper ({PAPER_STEPS:,} steps, gym v3)": f"{published[method]:.1f}",
@@ -239,137 +303,187 @@ def versus_paper(pct: pd.DataFrame, averages: dict, refs: dict, budget: int) -> 
     return pd.DataFrame(rows)
 
 
-def raw_score_matrices(finals: pd.DataFrame, algo: str, methods: list[str]) -> dict[str, np.ndarray]:
-    """``{method: [seeds, tasks]}`` of raw final scores over the algo's tasks that every method ran (equal seeds)."""
-    tasks = [t for a, t in cells(finals) if a == algo
-             and all(len(scores_of(finals, a, t, m)) for m in methods)]
-    if not tasks:
-        return {}
-    columns = {m: [scores_of(finals, algo, t, m) for t in tasks] for m in methods}
-    seeds = min(len(c) for per_task in columns.values() for c in per_task)
-    return {m: np.stack([c[:seeds] for c in per_task], axis=1) for m, per_task in columns.items()}
+def effect_cell(tested: Tested) -> str:
+    """P(first > second) with its interval, labelled by the smaller side's seed count."""
+    return interval_cell(*tested.effect, min(tested.n_first, tested.n_second), digits=2)
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """P(first method > second) with its 95 % CI, and the seeds per method it rests on."""
-
-    p: float
-    low: float
-    high: float
-    seeds: int
-
-    def cell(self) -> str:
-        return cell(self.p, self.low, self.high, digits=2)
-
-
-def improvement_probability(finals: pd.DataFrame, algo: str, better: str, worse: str,
-                            settings: ReportSettings) -> Comparison | None:
-    """P(``better`` > ``worse``) on raw scores (scale-free, so valid on any task) with its 95 % CI."""
-    scores = raw_score_matrices(finals, algo, [better, worse])
-    if not scores:
-        return None
-    p, low, high = probability_of_improvement(scores, better, settings.reps, settings.seed)[f"{better},{worse}"]
-    return Comparison(p, low, high, len(scores[better]))
-
-
-def verdict(got: Comparison) -> str:
-    """"holds" / "reversed" when the interval excludes 1/2; one seed each gives a degenerate interval, so never."""
-    if got.seeds < 2:
-        return "unresolved (one seed)"
-    return "holds" if got.low > 0.5 else "reversed" if got.high < 0.5 else "unresolved"
-
-
-def ordering_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
-    """For each pair of the paper's methods on each task the paper reports: does its order hold here?"""
+def ordering_table(finals: pd.DataFrame, runs: list[RunConfig], primary: tuple[str, str] | None,
+                   settings: ReportSettings, added: tuple[str, ...] = ()) -> pd.DataFrame:
+    """For each pair of the paper's methods on each task (and each added method against every other one): the
+    exact test of its order and the verdict."""
     rows = []
     for algo, task in cells(finals):
-        row = paper_row(algo, task)
-        present = set(finals[(finals.algo == algo) & (finals.task == task)].method)
-        if row is None:
-            continue
-        published = row[1]
-        methods = sorted((m for m in PAPER_METHODS if m in present), key=lambda m: -published[m])
-        for i, above in enumerate(methods):
-            for below in methods[i + 1:]:
-                got = improvement_probability(finals[finals.task == task], algo, above, below, settings)
-                if got is None:
-                    continue
-                rows.append({"Algo": algo.upper(), "Task": task,
-                             "Paper's order": f"{above} ({published[above]:.1f}) > {below} ({published[below]:.1f})",
-                             "Ours: P(first > second) [95% CI]": got.cell(), "Verdict": verdict(got)})
+        scores = task_scores(finals, algo, task)
+        pairs = paper_pairs(algo, task, list(scores), primary, added)
+        for tested in judge_pairs(pairs, scores, declared_seeds(runs, algo, task), settings.reps, settings.seed):
+            pair = tested.pair
+            adjusted = ("tested alone (primary)" if pair.primary and tested.p is not None else
+                        f"{p_value(tested.p_adjusted)} / {p_value(tested.p_reverse_adjusted)}"
+                        if tested.p_adjusted is not None else "-")
+            rows.append({"Algo": algo.upper(), "Task": task,
+                         "Paper's order": pair.label() + (" (primary)" if pair.primary else ""),
+                         "Seeds": f"{tested.n_first} vs {tested.n_second}",
+                         "P(first > second)": effect_cell(tested),
+                         "p: paper's direction / reverse": f"{p_value(tested.p)} / {p_value(tested.p_reverse)}"
+                         if tested.p is not None else "-",
+                         "Holm-adjusted": adjusted, "Verdict": tested.verdict})
     return pd.DataFrame(rows)
 
 
 def improvement_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
-    """P(RLx2 > method) per algo over its tasks (rliable's average of per-task probabilities)."""
+    """P(RLx2 > method) per algo, averaged over the tasks both ran (rliable's definition): effect sizes."""
     rows = []
     for algo in sorted(finals.algo.unique()):
+        if "rlx2" not in set(finals[finals.algo == algo].method):
+            continue
         for method in ordered(finals[finals.algo == algo].method.unique()):
-            if method == "rlx2" or "rlx2" not in set(finals[finals.algo == algo].method):
+            tasks = [t for a, t in cells(finals) if a == algo
+                     and len(scores_of(finals, a, t, "rlx2")) and len(scores_of(finals, a, t, method))]
+            if method == "rlx2" or not tasks:
                 continue
-            got = improvement_probability(finals, algo, "rlx2", method, settings)
-            if got is not None:
-                said = verdict(got)
-                rows.append({"Algo": algo.upper(), "Method": method, "P(RLx2 > method) [95% CI]": got.cell(),
-                             "Verdict": {"holds": "RLx2 better", "reversed": "RLx2 worse"}.get(said, said)})
+            ours = [scores_of(finals, algo, t, "rlx2") for t in tasks]
+            theirs = [scores_of(finals, algo, t, method) for t in tasks]
+            seeds = min(len(s) for s in [*ours, *theirs])
+            rows.append({"Algo": algo.upper(), "Method": method, "Tasks": len(tasks),
+                         "Seeds (RLx2 vs method, fewest per task)": f"{min(map(len, ours))} vs {min(map(len, theirs))}",
+                         "P(RLx2 > method)": interval_cell(*improvement(ours, theirs, settings.reps, settings.seed),
+                                                           seeds, digits=2)})
     return pd.DataFrame(rows)
 
 
-def normalised_scores(finals: pd.DataFrame, refs: dict) -> dict[str, dict[str, np.ndarray]]:
-    """``{algo: {method: [seeds, tasks]}}``: 0 = random policy, 1 = dense mean, over the algo's reported tasks.
+@dataclass(frozen=True)
+class Normalised:
+    """One algo's scores over its reported tasks, per method ``[seeds, tasks]``: raw, and normalised
+    (0 = random policy, 1 = dense's mean), with what normalising needs."""
+
+    tasks: list[str]
+    raw: dict[str, np.ndarray]
+    scores: dict[str, np.ndarray]
+    random: list[float]
+    dense: list[np.ndarray]  # dense's final scores per task
+
+
+def normalised_scores(finals: pd.DataFrame, refs: dict) -> tuple[dict[str, Normalised], list[str]]:
+    """Per algo, its methods' scores over the reported tasks, and a note per method that had to be cut to
+    the seeds every task has (rliable's aggregates need a matrix).
 
     Only tasks where dense clearly beats the random policy are used, so normalising keeps
     every task's ordering of raw scores.
     """
-    out: dict[str, dict[str, np.ndarray]] = {}
+    out: dict[str, Normalised] = {}
+    notes = []
     for algo in sorted(finals.algo.unique()):
         tasks = [t for a, t in cells(finals) if a == algo and refs[(a, t)].problem is None]
         if not tasks:
             continue
+        random = [refs[(algo, t)].random for t in tasks]
+        means = [refs[(algo, t)].mean for t in tasks]
+        raw, scores = {}, {}
         for method in ordered(finals[finals.algo == algo].method.unique()):
-            columns = [normalise(scores_of(finals, algo, t, method), refs[(algo, t)].random, refs[(algo, t)].mean)
-                       for t in tasks]
+            columns = [scores_of(finals, algo, t, method) for t in tasks]
             if any(len(c) == 0 for c in columns):
                 continue
             seeds = min(len(c) for c in columns)
-            out.setdefault(algo, {})[method] = np.stack([c[:seeds] for c in columns], axis=1)
-    return out
+            if any(len(c) != seeds for c in columns):
+                notes.append(f"{algo.upper()} {method}: its tasks have {', '.join(str(len(c)) for c in columns)} "
+                             f"seeds; the aggregates use the first {seeds} of each")
+            raw[method] = np.stack([c[:seeds] for c in columns], axis=1)
+            scores[method] = normalise(raw[method], np.array(random), np.array(means))
+        out[algo] = Normalised(tasks, raw, scores, random, [np.array(refs[(algo, t)].scores) for t in tasks])
+    return out, notes
 
 
-def aggregate_table(scores: dict[str, dict[str, np.ndarray]], settings: ReportSettings) -> pd.DataFrame:
-    rows = []
-    for algo, by_method in scores.items():
-        results = aggregate_metrics(by_method, settings.reps, settings.seed)
-        for method in ordered(by_method):
-            row = {"Algo": algo.upper(), "Method": method, "Runs": by_method[method].size}
-            for metric, (point, low, high) in results[method].items():
-                row[metric] = seeded_cell(point, low, high, by_method[method].shape[0], 2)
+def aggregate_names(tasks: int) -> list[str]:
+    """The aggregates worth a column: over one or two tasks the median of task means is their mean."""
+    return [name for name in AGGREGATES if not (name == "Median" and tasks <= 2)]
+
+
+def aggregate_table(normalised: dict[str, Normalised], settings: ReportSettings) -> tuple[pd.DataFrame, dict]:
+    """The aggregates table, and its values ``{algo: {method: {metric: (point, low, high)}}}`` for the figure."""
+    rows, values = [], {}
+    for algo, data in normalised.items():
+        names = aggregate_names(len(data.tasks))
+        for method in ordered(data.raw):
+            # dense against itself: one draw is numerator and denominator (its normalised mean is 1 by definition)
+            got = normalised_aggregates(data.raw[method], None if method == "dense" else data.dense, data.random,
+                                        settings.reps, settings.seed)
+            values.setdefault(algo, {})[method] = {name: got[name] for name in names}
+            seeds = min([data.raw[method].shape[0], *(len(d) for d in data.dense)])
+            row = {"Algo": algo.upper(), "Method": method, "Runs": data.raw[method].size}
+            for metric in names:
+                row[metric] = interval_cell(*got[metric], seeds, 2)
             rows.append(row)
+    return pd.DataFrame(rows), values
+
+
+def separation(finals: pd.DataFrame, runs: list[RunConfig], settings: ReportSettings) -> str | None:
+    """Whether this budget separates methods at all: does dense beat static sparse training, by the exact test?
+
+    One test per task (dense > static, one-sided), Holm-corrected across tasks. If it does not
+    hold, differences between sparse methods are noise, and the report says so first.
+    """
+    items, names = [], []
+    for algo, task in cells(finals):
+        dense, static = scores_of(finals, algo, task, "dense"), scores_of(finals, algo, task, "static")
+        if len(dense) and len(static):
+            declared = declared_seeds(runs, algo, task)
+            pair = Pair("dense", "static")
+            items.append((pair, dense, static, declared_enough(pair, declared)))
+            names.append(f"{algo.upper()} {task}")
+    if not items:
+        return None
+    tested = decide(items, settings.reps, settings.seed)
+    described = [f"{name}: P(dense > static) = {effect_cell(t)}, " + (
+        f"p = {p_value(t.p)} (Holm-adjusted {p_value(t.p_adjusted)}), {t.n_first} vs {t.n_second} seeds: {t.verdict}"
+        if t.p_adjusted is not None else t.verdict) for name, t in zip(names, tested)]
+    if all(t.verdict == "holds" for t in tested):
+        return ("At this budget dense beats static sparse training on every task (exact one-sided Mann-Whitney test, "
+                f"Holm-corrected across tasks, family-wise error rate {ALPHA:.0%}): the methods separate, and the "
+                "tables below are evidence about them (" + "; ".join(described) + ").\n")
+    return ("**At this budget it is not established that dense beats static sparse training** (" + "; ".join(described)
+            + "). Until that gap is resolved, differences between the sparse methods are not evidence about them: read "
+            "this report as the pipeline working, and the table below for the seeds each comparison would need.\n")
+
+
+def plan_table(finals: pd.DataFrame, runs: list[RunConfig], primary: tuple[str, str] | None,
+               assumed_spread: float | None = None, seed: int = 0, added: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Per task: the separation check (dense > static) and every pair of the paper's methods, with seeds now, seeds
+    needed for 80 % power under the rule, and whether the profile's declared seeds suffice (``plan_pairs``)."""
+    rows = []
+    tasks = sorted({(c.algo, c.env) for c in runs})
+    for algo, task in tasks:
+        scores = task_scores(finals, algo, task) if not finals.empty else {}
+        declared = declared_seeds(runs, algo, task)
+        planned = []
+        row = paper_row(algo, task)
+        if {"dense", "static"} <= set(declared) and row is not None:  # its own family: one pair per task
+            separation_pair = Pair("dense", "static", 100.0, row[1]["static"])
+            planned += plan_pairs([separation_pair], scores, declared, assumed_spread, seed=seed,
+                                  alpha=ALPHA / (2 * len(tasks)))
+        # added methods' pairs count in the family (so the levels are the verdicts'), but have no paper gap to plan by
+        planned += [plan for plan in plan_pairs(paper_pairs(algo, task, list(declared), primary, added), scores,
+                                                declared, assumed_spread, seed=seed)
+                    if plan.pair.first not in added and plan.pair.second not in added]
+        for plan in planned:
+            rows.append({"Algo": algo.upper(), "Task": task,
+                         "Comparison": plan.pair.label() + (" (primary)" if plan.pair.primary else "")
+                         + (" (separation check)" if plan.pair.first == "dense" else ""),
+                         "Paper's gap (% of dense)": fmt(plan.gap),
+                         "Spread (SD, % of dense)": " / ".join(fmt(s) for s in plan.spreads) if plan.spreads else "-",
+                         "Seeds now": f"{plan.n_first} vs {plan.n_second}",
+                         "Level (one-sided)": f"{plan.alpha:.4g}",
+                         "Seeds needed (80 % power)": plan.needed_text(),
+                         "Resolvable at this budget": plan.budget_text()})
     return pd.DataFrame(rows)
 
 
-def separation(finals: pd.DataFrame, settings: ReportSettings) -> str | None:
-    """Whether this budget separates methods at all: does dense clearly beat static sparse training on every task?
-
-    If it does not, differences between sparse methods are noise, and the report says so first.
-    """
-    verdicts = []
-    for algo, task in cells(finals):
-        got = improvement_probability(finals[finals.task == task], algo, "dense", "static", settings)
-        if got is not None:
-            verdicts.append((f"{algo.upper()} {task}", got))
-    if not verdicts:
-        return None
-    unresolved = [(name, got) for name, got in verdicts if verdict(got) != "holds"]
-    if not unresolved:
-        return ("At this budget dense clearly beats static sparse training on every task (P(dense > static), 95 % "
-                "interval above 0.5): the methods separate, and the tables below are evidence about them.\n")
-    listed = "; ".join(f"{name}: P(dense > static) = {got.cell()}" + (", one seed each" if got.seeds < 2 else "")
-                       for name, got in unresolved)
-    return (f"**At this budget dense does not clearly beat static sparse training** ({listed}). Where even that gap "
-            "is not resolved, differences between the sparse methods are not evidence about them: read this report "
-            "as the pipeline working, and the profile's description for where to find a budget that separates them.\n")
+PLAN_NOTE = (f"Seeds per method that each of the paper's comparisons needs to be resolved with 80 % power by the "
+             f"rule below (exact one-sided Mann-Whitney test, at least {MIN_SEEDS} seeds a side; the primary "
+             f"comparison at {ALPHA}, every other pair at {ALPHA} over twice the task's family size, Bonferroni's "
+             "bound on Holm; the separation check dense > static at its own level, Holm across tasks), if the true gap is the paper's (its % of dense, times dense's mean here) and final scores "
+             "spread as measured here (each method's SD over its seeds; a method with one seed takes the task's pooled "
+             "SD). A seeded simulation with normal scores (`rlx2.power`): an order of magnitude, not a promise.\n")
 
 
 def sb3_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
@@ -381,28 +495,32 @@ def sb3_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
             continue
         pair = {"dense": dense[:, None], "sb3": sb3[:, None]}
         iqm = aggregate_metrics(pair, settings.reps, settings.seed)
-        p = Comparison(*probability_of_improvement(pair, "dense", settings.reps, settings.seed)["dense,sb3"],
-                       seeds=min(len(dense), len(sb3)))
-        said = verdict(p)
+        seeds = min(len(dense), len(sb3))
+        effect = interval_cell(*improvement(dense, sb3, settings.reps, settings.seed), seeds, digits=2)
+        if seeds < MIN_SEEDS:
+            said = f"too few seeds (n = {len(dense)} vs {len(sb3)})"
+        else:  # no direction is claimed: two-sided, the smaller one-sided p doubled
+            p = min(1.0, 2 * min(rank_test_p(dense, sb3), rank_test_p(sb3, dense)))
+            said = (f"no clear difference (two-sided p = {p_value(p)})" if p >= ALPHA else
+                    f"ours {'better' if np.median(dense) > np.median(sb3) else 'worse'} (two-sided p = {p_value(p)})")
         for method, scores in (("dense (ours)", dense), ("sb3", sb3)):
             key = "dense" if method.startswith("dense") else "sb3"
             rows.append({"Algo": algo.upper(), "Task": task, "Agent": method,
                          "Final scores by seed": ", ".join(fmt(s) for s in scores),
-                         "Mean [95% CI]": seeded_cell(*mean_interval(scores, settings), len(scores)),
-                         "IQM [95% CI]": seeded_cell(*iqm[key]["IQM"], len(scores)),
-                         "P(ours > sb3) [95% CI]": p.cell() if key == "dense" else "",
-                         "Verdict": {"holds": "ours better", "reversed": "ours worse",
-                                     "unresolved": "no clear difference"}.get(said, said) if key == "dense" else ""})
+                         "Mean": interval_cell(*mean_interval(scores, settings), len(scores)),
+                         "IQM": interval_cell(*iqm[key]["IQM"], len(scores)),
+                         "P(ours > sb3)": effect if key == "dense" else "",
+                         "Verdict": said if key == "dense" else ""})
     return pd.DataFrame(rows)
 
 
-def run_facts(runs: list[RunConfig], results: Path) -> dict:
+def run_facts(runs: list[RunConfig], results: Path, paths: dict[str, Path] | None = None) -> dict:
     """Versions and commits recorded by the finished runs (for the index)."""
     from rlx2.records import RunDirectory
 
     versions, commits, seconds = set(), set(), 0.0
     for cfg in runs:
-        run_dir = RunDirectory(results / run_id(cfg))
+        run_dir = RunDirectory((paths or {}).get(run_id(cfg), results / run_id(cfg)))
         result = run_dir.result()
         if result is None:
             continue
@@ -439,15 +557,53 @@ def existing_finished(out: Path) -> int | None:
         return None
 
 
+def report_out_problem(out: Path) -> str | None:
+    """Why ``out`` cannot take a report (None: it can). A report replaces its directory whole, so ``out`` must be
+    new, empty or a report already: never a file, a link or a directory of someone else's files."""
+    if str(out) in ("", "."):
+        return "is empty or the current directory: name a report directory"
+    if out.is_symlink():
+        return "is a symbolic link: name the report directory itself"
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return "is a file, not a report directory: choose another --out"
+    if any(out.iterdir()) and not is_report(out):
+        return ("is a directory that holds no report (no summary.json); a report replaces its directory whole, "
+                "so choose another --out")
+    return None
+
+
+def is_report(path: Path) -> bool:
+    """Whether ``path`` holds a report this command wrote (``summary.json``, or ``index.md`` and ``runs.csv``
+    from before ``summary.json`` existed)."""
+    try:
+        summary = json.loads((path / SUMMARY_FILE).read_text())
+        return isinstance(summary, dict) and {"suite", "profile", "finished"} <= set(summary)
+    except (OSError, ValueError):
+        return (path / "index.md").is_file() and (path / "runs.csv").is_file()
+
+
 def build_report(suite_name: str, profile: str, runs: list[RunConfig], results: Path, out: Path,
-                 settings: ReportSettings | None = None, description: str = "", force: bool = False) -> dict:
+                 settings: ReportSettings | None = None, description: str = "", force: bool = False,
+                 primary: tuple[str, str] | None = None, *, added: tuple[str, ...] = (),
+                 paths: dict[str, Path] | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """Write the whole report for ``runs`` (a suite profile) into ``out``; returns a summary.
 
-    Raises ``ReportRefused`` (writing nothing) when ``out`` holds a report of more finished
-    runs than this one would have, unless ``force``.
+    ``primary`` is the profile's comparison decided in advance (tested alone); ``added`` are
+    methods added to the profile (``--add-method``), compared with every other one; ``paths``
+    maps run ids to run directories found anywhere (``--runs``; default ``results/<run id>``);
+    ``progress`` is told each phase. Raises ``ReportRefused`` (writing nothing) when ``out``
+    holds a report of more finished runs than this one would have, unless ``force``, and
+    ValueError when ``out`` cannot take a report (``report_out_problem``).
     """
     settings = settings or ReportSettings()
-    collected: Collected = collect(runs, results, suite_name, profile)
+    problem = report_out_problem(out)
+    if problem:
+        raise ValueError(f"{out} {problem}")
+    say = progress or (lambda phase: None)
+    say(f"reading {len(runs)} run directories")
+    collected: Collected = collect(runs, results, suite_name, profile, paths)
     summary = {"suite": suite_name, "profile": profile, "finished": len(runs) - len(collected.missing),
                "expected": len(runs), "missing": collected.missing}
     before = existing_finished(out)
@@ -455,32 +611,77 @@ def build_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
         raise ReportRefused(f"{out} holds a report of {before} finished runs; this one would have "
                             f"{summary['finished']} of {len(runs)} (pass --force to replace it anyway)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        summary.update(write_report(suite_name, profile, runs, results, staging, settings, description, collected))
-        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    remove_stale_staging(out)
+    with staging_directory(out) as staging:
+        try:
+            summary.update(write_report(suite_name, profile, runs, results, staging, settings, description,
+                                        collected, primary, added, paths, say))
+            (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        except OSError as exc:  # a full disk while a library writes a file: name the report it was for
+            if exc.filename:
+                raise
+            raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from exc
+        say("swapping the new report in")
         swap_in(staging, out)
+    return {**summary, "failed": collected.failed}
+
+
+#: A staging directory's mark, locked while its report is being built: unlocked, it is a leftover.
+STAGING_MARK = ".rlx2-report-staging"
+
+
+@contextmanager
+def staging_directory(out: Path) -> Iterator[Path]:
+    """A fresh hidden directory beside ``out`` (``.<name>.XXXX``), marked and locked while in use, removed on the
+    way out whatever happens (an exception, or a signal the command turned into one)."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    mark = open(staging / STAGING_MARK, "w")
+    try:
+        fcntl.flock(mark, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield staging
     finally:
+        mark.close()
         shutil.rmtree(staging, ignore_errors=True)
-    return summary
+        (out / STAGING_MARK).unlink(missing_ok=True)  # swapped in with the report
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Remove what an interrupted report on ``out`` left beside it: staging directories whose mark nobody holds,
+    and an older report moved aside (put back when ``out`` itself is missing). Nothing else is touched."""
+    for leftover in sorted(out.parent.glob(f".{glob.escape(out.name)}.*")):
+        if not leftover.is_dir() or leftover.is_symlink():
+            continue
+        if (leftover / STAGING_MARK).is_file():
+            try:
+                with open(leftover / STAGING_MARK) as mark:
+                    fcntl.flock(mark, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # being built now by another process
+            shutil.rmtree(leftover, ignore_errors=True)
+        elif is_report(leftover):
+            if out.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                os.replace(leftover, out)
 
 
 def swap_in(staging: Path, out: Path) -> None:
     """Replace ``out`` by ``staging`` whole: no file of the old report survives, and no half-written one shows."""
     os.chmod(staging, 0o755)
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.replace(out, old)  # onto the empty directory just made: the old report, aside for a moment
     os.replace(staging, out)
     shutil.rmtree(old, ignore_errors=True)
 
 
 def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: Path, out: Path,
-                 settings: ReportSettings, description: str, collected: Collected) -> dict:
-    """The report's files, into the (fresh) directory ``out``."""
-    from rlx2 import figures
-
+                 settings: ReportSettings, description: str, collected: Collected,
+                 primary: tuple[str, str] | None = None, added: tuple[str, ...] = (),
+                 paths: dict[str, Path] | None = None, say: Callable[[str], None] = lambda phase: None) -> dict:
+    """The report's files, into the (fresh) directory ``out``; ``say`` is told each phase."""
     table = collected.table
     save_table(table, out)
     finals = final_scores(table) if not table.empty else pd.DataFrame()
@@ -488,47 +689,70 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
     sections: list[tuple[str, str]] = []
     figure_list: list[tuple[str, str]] = []
     extra: dict = {}
-    if finals.empty:
-        sections.append(("Results", "No run of this profile has finished yet: there is nothing to tabulate.\n"))
-    else:
-        verdict_text = separation(finals, settings)
+    say("the plan: seeds each comparison needs (power simulation)")
+    plan = plan_table(finals, runs, primary, seed=settings.seed, added=added)
+    say("the separation check")
+    can_say = []
+    if not finals.empty:
+        verdict_text = separation(finals, runs, settings)
         if verdict_text is None and {"dense", "static"} <= {c.method for c in runs}:
             verdict_text = ("Not judged yet: dense and static sparse training have no finished runs on a common task, "
                             "so nothing below says whether this budget separates the methods at all.\n")
         if verdict_text:
-            sections.append(("What this budget can say", verdict_text))
+            can_say.append(verdict_text)
+    if primary is not None:
+        can_say.append(f"Primary comparison, decided before any run: **{primary[0]} beats {primary[1]}**, tested alone "
+                       f"at {ALPHA} (every other verdict is Holm-corrected within its task).\n")
+    if not plan.empty:
+        write_table(plan, out, "table_plan", "seeds each comparison needs", tex=False)
+        can_say.append(PLAN_NOTE + "\n" + markdown(plan))
+    if can_say:
+        sections.append(("What this budget can say", "\n".join(can_say)))
+    if finals.empty:
+        sections.append(("Results", "No run of this profile has finished yet: there is nothing to tabulate.\n"))
+    else:
+        say("random-policy returns")
         random_returns = {task: random_policy_return(task, settings.random_episodes, settings.seed)
                           for task in sorted(finals.task.unique())}
+        say("tables")
         extra["random_returns"] = random_returns
         refs = dense_references(finals, random_returns, settings)
         references = references_table(refs)
         write_table(references, out, "table_references", "reference returns", tex=False)
-        sections.append(("Reference returns", markdown(references)))
+        sections.append(("Reference returns", INTERVAL_NOTE + "\n" + markdown(references)))
         pct, averages = percent_of_dense(finals, refs, settings)
         if "dense" not in set(finals.method):
             sections.append(("% of dense", "No dense run has finished: % of dense and normalised scores need it, "
                                            "so those tables are not written.\n"))
         else:
             paper = paper_table(finals, pct, averages, refs)
-            write_table(paper, out, "table_paper", f"% of dense per task ({suite_name}/{profile}), mean [95% CI]")
-            sections.append(("% of dense (the paper's Table 2 layout)", markdown(paper)))
+            write_table(paper, out, "table_paper", f"% of dense per task ({suite_name}/{profile}), mean with interval")
+            sections.append(("% of dense (the paper's Table 2 layout)", PERCENT_NOTE + "\n" + markdown(paper)))
             versus = versus_paper(pct, averages, refs, budget)
             if not versus.empty:
                 write_table(versus, out, "table_vs_paper", "ours beside the paper", tex=False)
                 sections.append(("Beside the paper, task by task", markdown(versus)))
-        ordering = ordering_table(finals, settings)
+        ordering = ordering_table(finals, runs, primary, settings, added)
         if not ordering.empty:
             write_table(ordering, out, "table_ordering", "does the paper's ordering hold", tex=False)
-            sections.append(("Does the paper's ordering hold?", ORDERING_NOTE + "\n" + markdown(ordering)))
-        improvement = improvement_table(finals, settings)
-        if not improvement.empty:
-            write_table(improvement, out, "table_improvement", "probability of improvement", tex=False)
-            sections.append(("Probability that RLx2 beats each method", IMPROVEMENT_NOTE + "\n" + markdown(improvement)))
-        scores = normalised_scores(finals, refs) if "dense" in set(finals.method) else {}
-        if scores:
-            aggregate = aggregate_table(scores, settings)
-            write_table(aggregate, out, "table_aggregate", "normalised scores (0 = random, 1 = dense), [95% CI]")
-            sections.append(("Aggregate metrics (normalised: 0 = random policy, 1 = dense)", markdown(aggregate)))
+            added_note = (f"A method added to the profile ({', '.join(added)}) is compared with every other one, itself "
+                          "first (no paper figure, so no direction is claimed: \"holds\" says it is better, "
+                          "\"reversed\" that it is worse); these pairs join the task's Holm family.\n" if added else "")
+            sections.append(("Does the paper's ordering hold?", ORDERING_NOTE + added_note + "\n" + markdown(ordering)))
+        improvement_rows = improvement_table(finals, settings)
+        if not improvement_rows.empty:
+            write_table(improvement_rows, out, "table_improvement", "probability of improvement", tex=False)
+            sections.append(("Probability that RLx2 beats each method",
+                             IMPROVEMENT_NOTE + "\n" + markdown(improvement_rows)))
+        normalised, cut = normalised_scores(finals, refs) if "dense" in set(finals.method) else ({}, [])
+        scores = {algo: data.scores for algo, data in normalised.items()}
+        aggregates: dict = {}
+        if normalised:
+            aggregate, aggregates = aggregate_table(normalised, settings)
+            write_table(aggregate, out, "table_aggregate", "normalised scores (0 = random, 1 = dense)")
+            note = AGGREGATE_NOTE + "".join(f"- {line}.\n" for line in cut)
+            sections.append(("Aggregate metrics (normalised: 0 = random policy, 1 = dense)",
+                             note + "\n" + markdown(aggregate)))
         elif "dense" in set(finals.method):
             sections.append(("Aggregate metrics", "Not reported: on no task does dense clearly beat both the random "
                                                   "policy and zero (see reference returns), so normalised scores "
@@ -537,38 +761,63 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
         if not sb3.empty:
             write_table(sb3, out, "table_sb3", "our dense agent beside stable-baselines3", tex=False)
             sections.append(("Dense parity with stable-baselines3", SB3_NOTE + "\n" + markdown(sb3)))
-        figure_list = figures.write_all(table, finals, pct, scores, out / "figures", settings)
-    write_index(out, suite_name, profile, description, runs, results, collected, sections, figure_list, settings)
+        say("figures")
+        from rlx2 import figures  # matplotlib: only when there is something to draw
+
+        figure_list = figures.write_all(table, finals, pct, scores, aggregates, out / "figures", settings)
+    write_index(out, suite_name, profile, description, runs, results, collected, sections, figure_list, settings,
+                added, paths)
     return extra
 
 
-ORDERING_NOTE = ("For every pair of the paper's methods on each task it reports, the paper's order (its % of dense "
-                 "in brackets) and the probability that a run of the first method here scores above a run of the "
-                 "second (raw final scores, so no reference is needed), with its 95 % bootstrap interval: "
-                 "**holds** when the interval lies above 0.5, **reversed** below 0.5, **unresolved** otherwise.\n")
+ORDERING_NOTE = (f"For every pair of the paper's methods on each task it reports, in the paper's order (its % of dense "
+                 "in brackets): the seeds each side has, the probability that a run of the first method here scores "
+                 "above a run of the second (raw final scores, an effect size), and the exact one-sided Mann-Whitney "
+                 "p-value of the paper's direction and of the reverse, over every finished seed. **holds** / "
+                 f"**reversed**: the Holm-adjusted p-value of that direction is below {ALPHA} (both directions of every "
+                 f"pair the profile runs at {MIN_SEEDS}+ seeds form the task's family, so the chance of any false "
+                 f"verdict among them is at most {ALPHA:.0%}); a primary comparison is tested alone, in its declared "
+                 f"direction. No verdict with fewer than {MIN_SEEDS} seeds on a side: with 2 seeds a side, two "
+                 "identical methods look ordered one time in six.\n")
 IMPROVEMENT_NOTE = ("P(RLx2 > method): the probability that an RLx2 run's final score exceeds the method's, per task "
-                    "on raw scores and averaged over tasks (rliable), with 95 % stratified-bootstrap intervals.\n")
+                    "on raw scores and averaged over the tasks both ran (rliable's definition), with its bootstrap "
+                    "interval. An effect size, not a test: the verdicts are in the table above.\n")
+PERCENT_NOTE = ("Mean final score as % of dense's mean on the same task; each interval resamples dense's seeds as well "
+                "as the method's, so it carries both uncertainties. " + INTERVAL_NOTE)
+AGGREGATE_NOTE = ("rliable's aggregates of normalised scores over runs and tasks (the median of task means is left out "
+                  "where it equals their mean, with one or two tasks); every bootstrap replicate redraws dense's seeds "
+                  "too, so the intervals carry the uncertainty of the normalisation. They need the same seed count on "
+                  "every task.\n")
 SB3_NOTE = ("The same task, budget and hyperparameters (warm-up, batch, learning rate, noises, network widths, "
             "discount, tau, policy delay) in stable-baselines3's own implementation, evaluated with this suite's "
-            "protocol: if ours were clearly worse, every % of dense would be measured against a weak baseline.\n")
+            "protocol: if ours were clearly worse, every % of dense would be measured against a weak baseline. "
+            f"No direction is claimed, so the exact test is two-sided; no verdict under {MIN_SEEDS} seeds a side.\n")
 
 
 def write_index(out: Path, suite_name: str, profile: str, description: str, runs: list[RunConfig], results: Path,
                 collected: Collected, sections: list[tuple[str, str]], figure_list: list[tuple[str, str]],
-                settings: ReportSettings) -> None:
-    facts = run_facts(runs, results)
+                settings: ReportSettings, added: tuple[str, ...] = (), paths: dict[str, Path] | None = None) -> None:
+    facts = run_facts(runs, results, paths)
     cfg = runs[0].resolve_budget()
-    seeds = sorted({c.seed for c in runs})
+    per_method: dict[str, int] = {}
+    for c in runs:
+        per_method[c.method] = max(per_method.get(c.method, 0), c.seed + 1)
+    most = max(per_method.values())
+    fewer = {m: n for m, n in per_method.items() if n < most}
+    seeds_text = f"{most} per method" + (
+        " (by the profile's declaration fewer for " + ", ".join(f"{m}: {n}" for m, n in fewer.items()) + ")"
+        if fewer else "")
     lines = [f"# Report: suite `{suite_name}`, profile `{profile}`", ""]
     if description:
         lines += [description, ""]
     lines += [
         "## What was run", "",
         f"- algorithms: {', '.join(sorted({c.algo for c in runs}))}; tasks: {', '.join(sorted({c.env for c in runs}))}",
-        f"- methods: {', '.join(ordered({c.method for c in runs}))}",
+        f"- methods: {', '.join(ordered({c.method for c in runs}))}"
+        + (f" ({', '.join(added)} added to the profile's, compared with each of them)" if added else ""),
         f"- budget: {cfg.steps:,} environment steps per run ({cfg.steps / PAPER_STEPS:.1%} of the paper's), warm-up "
         f"{cfg.warmup_steps:,}, evaluation every {cfg.eval_every:,} steps over {cfg.eval_episodes} episodes; the "
-        f"score of a run is the mean of its last {cfg.final_window} evaluations (the last 5 %); seeds: {len(seeds)}",
+        f"score of a run is the mean of its last {cfg.final_window} evaluations (the last 5 %); seeds: {seeds_text}",
         f"- runs: {len(runs) - len(collected.missing)} of {len(runs)} finished, "
         f"{facts['run_hours']:.2f} h of run time in all (sum over runs, one core each)",
         f"- bootstrap: {settings.reps:,} replications, seed {settings.seed}; random-policy reference: "
@@ -592,11 +841,12 @@ def write_index(out: Path, suite_name: str, profile: str, description: str, runs
             lines += [f"![{name}](figures/{name}.png)", "", f"*{caption}*", ""]
     lines += [
         "## Caveats", "",
-        (f"- {len(seeds)} seed(s) per cell; intervals are 95 % bootstrap intervals over those seeds."
-         if not collected.missing else
-         f"- up to {len(seeds)} seed(s) per cell ({len(collected.missing)} runs missing: a cell's count is in "
-         "`runs.csv`); intervals are 95 % bootstrap intervals over the finished seeds, and a comparison resting on "
-         "one seed per method is never called a finding."),
+        f"- {seeds_text if not collected.missing else f'up to {seeds_text}'} (each cell's count is in `runs.csv`); "
+        f"an interval over fewer than {MIN_SEEDS} seeds is printed as a range, not a 95 % interval, and no ordering "
+        f"verdict rests on fewer than {MIN_SEEDS} seeds a side.",
+        "- Verdicts are exact rank tests with the family-wise error rate stated above; while runs are missing they "
+        "are interim looks at a family fixed by the profile's declared seeds, and the final verdict is the one made "
+        "when every declared run has finished.",
         f"- The budget ({cfg.steps:,} steps) is {cfg.steps / PAPER_STEPS:.1%} of the paper's 3M; short runs favour "
         "methods that learn fast, and sparse topology evolution has less time to act.",
         "- gymnasium v5 tasks differ from the paper's gym v3 ones (observation sizes, some rewards): compare ratios "

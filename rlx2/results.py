@@ -10,6 +10,8 @@ at its last step).
 from __future__ import annotations
 
 import csv
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,38 +31,131 @@ class Collected:
 
     table: pd.DataFrame
     missing: list[str]  # run ids with no result (never run, unfinished, failed or corrupt)
-    failed: dict[str, str]  # run id -> reason, for those with a failure record or a corrupt result
+    failed: dict[str, str]  # run id -> reason, for those with a failure record or a corrupt record
 
 
-def collect(runs: list[RunConfig], results: Path, suite: str, profile: str) -> Collected:
-    """Read every expected run of ``runs`` under ``results``."""
+def collect(runs: list[RunConfig], results: Path, suite: str, profile: str, paths: dict[str, Path] | None = None
+            ) -> Collected:
+    """Read every expected run of ``runs`` under ``results`` (or at ``paths[run id]``, for runs found anywhere).
+
+    A finished run whose evaluations cannot be read (a garbage line, a missing file) is corrupt:
+    missing, with the file and line in ``failed``.
+    """
     rows, missing, failed = [], [], {}
     for cfg in runs:
-        run_dir = RunDirectory(results / run_id(cfg))
+        name = run_id(cfg)
+        run_dir = RunDirectory((paths or {}).get(name, results / name))
         result = run_dir.result()
-        if result is None:
-            missing.append(run_id(cfg))
-            failure, problem = run_dir.failure(), run_dir.result_problem()
-            if problem:
-                failed[run_id(cfg)] = f"corrupt result record: {problem}"
+        curve, problem = (None, None) if result is None else read_evaluations(run_dir.path / "evaluations.csv")
+        problem = problem or (config_problem(run_dir) if result is not None else None)
+        if result is None or problem is not None:
+            missing.append(name)
+            failure, corrupt = run_dir.failure(), problem or run_dir.result_problem()
+            if corrupt:
+                failed[name] = f"corrupt record: {corrupt}" if problem else f"corrupt result record: {corrupt}"
             elif failure:
-                failed[run_id(cfg)] = f"{failure.get('kind')}: {failure.get('reason')}"
+                failed[name] = f"{failure.get('kind')}: {failure.get('reason')}"
             continue
         flops = result["flops"]
         base = {"suite": suite, "profile": profile, "algo": cfg.algo, "task": cfg.env, "method": cfg.method,
                 "seed": cfg.seed, "actor_sparsity": cfg.actor_sparsity, "critic_sparsity": cfg.critic_sparsity,
-                "size": flops["size"], "training_flops": flops["training_flops_relative"],
+                "size": flops["size"], "training_flops": flops.get("training_flops_relative", np.nan),
                 "inference_flops": flops["inference_flops_relative"]}
-        with open(run_dir.path / "evaluations.csv", newline="") as f:
-            for row in csv.DictReader(f):
-                rows.append({**base, "step": int(row["step"]), "metric": "eval_return",
-                             "value": float(row["mean_return"])})
+        rows += [{**base, "step": step, "metric": "eval_return", "value": value} for step, value in curve]
         rows.append({**base, "step": int(result["steps"]), "metric": "final_score", "value": result["final_score"]})
     table = pd.DataFrame(rows, columns=COLUMNS)
     if not table.empty:
         table = table.sort_values(["algo", "task", "method", "seed", "metric", "step"], kind="stable")
         table = table.reset_index(drop=True)
     return Collected(table, missing, failed)
+
+
+def read_evaluations(path: Path) -> tuple[list[tuple[int, float]], str | None]:
+    """``[(step, mean return)]`` of an ``evaluations.csv``, or why it cannot be read (naming the file and line)."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"step", "mean_return"} <= set(reader.fieldnames):
+                return [], f"{path}: no step and mean_return columns"
+            curve = []
+            for row in reader:
+                try:
+                    step, value = int(row["step"]), float(row["mean_return"])
+                except (TypeError, ValueError):
+                    step, value = -1, float("nan")
+                if step < 0 or not math.isfinite(value):  # a finished run never logs a non-finite return
+                    return [], f"{path}: line {reader.line_num}: not a step and a return ({row['step']!r}, " \
+                               f"{row['mean_return']!r})"
+                curve.append((step, value))
+    except OSError as exc:
+        return [], f"{path}: {exc.strerror}"
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return [], f"{path}: not a CSV file ({exc})"
+    return curve, None
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Every run directory under ``root`` (a directory holding a ``config.json``), sorted; hidden folders and the
+    inside of a run directory are not searched."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        if "config.json" in files:
+            found.append(Path(folder))
+            subfolders.clear()
+        else:
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+    return sorted(found)
+
+
+def config_problem(run_dir: RunDirectory) -> str | None:
+    """Why the ``config.json`` of ``run_dir`` is not a run's config, naming it (None: it is one, or there is none)."""
+    config = run_dir.path / "config.json"
+    if not config.exists():
+        return None
+    saved = run_dir.saved_config()
+    if saved is None or not isinstance(saved.get("config"), dict):
+        return f"{config}: not a run's config (unreadable, not JSON, or no \"config\" table)"
+    try:
+        RunConfig.from_dict(saved["config"])
+    except ValueError as exc:
+        return f"{config}: not a run's config ({exc})"
+    return None
+
+
+def other_settings(cfg: RunConfig, run_dir: RunDirectory) -> str | None:
+    """Why ``run_dir`` holds another run than ``cfg`` asks for, naming its ``config.json`` (None: the same settings,
+    or nothing readable yet). What ``suite run`` refuses; ``report`` and ``suite status`` say the same."""
+    from rlx2.methods import resolve
+
+    differ = run_dir.settings_differ(resolve(cfg)[0]) if config_problem(run_dir) is None else []
+    return f"{run_dir.path / 'config.json'}: holds a run with other settings ({', '.join(differ)})" if differ else None
+
+
+def runs_from_directory(root: Path) -> tuple[list[RunConfig], dict[str, Path], list[str]]:
+    """The runs found under ``root`` (``rlx2 report --runs``): their saved configs, where each lies, and one line
+    per run directory left out (an unreadable ``config.json``).
+
+    Raises ValueError (one line naming both files) when two directories hold the same run, or
+    when runs of one algorithm, task and method differ in settings other than the seed.
+    """
+    runs, paths, skipped, groups = [], {}, [], {}
+    for path in find_run_dirs(root):
+        problem = config_problem(RunDirectory(path))
+        if problem:
+            skipped.append(f"{problem}; left out")
+            continue
+        cfg = RunConfig.from_dict(RunDirectory(path).saved_config()["config"])
+        name = run_id(cfg)
+        if name in paths:
+            raise ValueError(f"{path / 'config.json'} and {paths[name] / 'config.json'} hold the same run {name}")
+        first = groups.setdefault((cfg.algo, cfg.env, cfg.method), (cfg, path))
+        differ = sorted(k for k, v in cfg.to_dict().items() if k != "seed" and v != first[0].to_dict()[k])
+        if differ:
+            raise ValueError(f"{path / 'config.json'} and {first[1] / 'config.json'}: runs of {cfg.algo}/{cfg.env}/"
+                             f"{cfg.method} with other settings ({', '.join(differ)}); report them separately")
+        runs.append(cfg)
+        paths[name] = path
+    return runs, paths, skipped
 
 
 def random_policy_return(env_id: str, episodes: int = 10, seed: int = 0) -> float:

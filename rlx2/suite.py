@@ -53,6 +53,12 @@ class Suite:
     seeds: dict[str, int]
     #: The comparison decided in advance, ``(X, Y)`` for "X beats Y", or None.
     primary: tuple[str, str] | None = None
+    #: Methods added to the profile's from outside the suite file (``--add-method``), at the profile's seeds.
+    added: tuple[str, ...] = ()
+
+    def runs_of(self, methods: tuple[str, ...]) -> tuple[RunConfig, ...]:
+        """The runs of ``methods`` only (``suite run --add-method``: the new method's, beside finished ones)."""
+        return tuple(cfg for cfg in self.runs if cfg.method in methods)
 
     def declared_fewer(self) -> dict[str, int]:
         """Methods the profile runs at fewer seeds than its most-seeded method, by declaration."""
@@ -125,6 +131,8 @@ def read_suite_file(name_or_path: str) -> tuple[Path, dict[str, Any]]:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(path, "(syntax)", str(exc), "is not valid TOML") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(path, "suite", name_or_path, f"cannot be read as text ({exc})") from None
     for key in data:
         if key not in TOP_KEYS:
             raise SuiteError(path, key, data[key], f"unknown table; expected {sorted(TOP_KEYS)}")
@@ -150,9 +158,9 @@ def suite_head(path: Path, data: dict[str, Any]) -> tuple[dict[str, Any], list[s
 
 def check_methods(path: Path, methods: list[str]) -> None:
     """Every method is registered (after the suite's own modules were loaded)."""
-    from rlx2.methods import available_methods
+    from rlx2.methods import method_descriptions
 
-    registered = available_methods()
+    registered = method_descriptions()
     for method in methods:
         if method not in registered:
             raise SuiteError(path, "suite.methods", method, f"unknown method; registered: {', '.join(registered)}")
@@ -272,8 +280,25 @@ def expand(path: Path, algos: list[str], tasks: list[str], seeds: dict[str, int]
     return runs
 
 
-def load_suite(name_or_path: str, profile: str | None = None) -> Suite:
-    """Read, validate and expand a suite file; raises SuiteError before anything runs."""
+def added_methods(path: Path, profile: str, methods: list[str], add: tuple[str, ...]) -> list[str]:
+    """Methods given with ``--add-method``: registered (a user's module loaded first), new to the profile, once each."""
+    from rlx2.methods import method_descriptions
+
+    registered = method_descriptions()
+    for i, name in enumerate(add):
+        if name not in registered:
+            raise ConfigError("add_method", name, f"unknown method; registered: {', '.join(registered)} "
+                                                  "(--methods-module FILE loads a method of your own)")
+        if name in methods:
+            raise ConfigError("add_method", name, f"already a method of profile {profile} of {path}")
+        if name in add[:i]:
+            raise ConfigError("add_method", name, "given twice")
+    return list(add)
+
+
+def load_suite(name_or_path: str, profile: str | None = None, add_methods: tuple[str, ...] = ()) -> Suite:
+    """Read, validate and expand a suite file, with ``add_methods`` beside the profile's methods (at the profile's
+    seeds and settings); raises SuiteError (a bad file) or ConfigError (a bad method to add) before anything runs."""
     path, data = read_suite_file(name_or_path)
     head, algos, tasks, methods = suite_head(path, data)
     modules = suite_modules(path, head)
@@ -284,6 +309,8 @@ def load_suite(name_or_path: str, profile: str | None = None) -> Suite:
     tasks = _subset(path, f"{where}.tasks", prof["tasks"], tasks) if "tasks" in prof else tasks
     methods = _subset(path, f"{where}.methods", prof["methods"], methods) if "methods" in prof else methods
     seeds = method_seeds(path, where, prof, methods)
+    added = added_methods(path, profile, methods, tuple(add_methods))
+    seeds.update({name: prof["seeds"] for name in added})
     total = len(algos) * len(tasks) * sum(seeds.values())
     if total > MAX_RUNS:
         raise SuiteError(path, "runs", total, f"algos x tasks x methods x seeds must be at most {MAX_RUNS:,}")
@@ -294,4 +321,4 @@ def load_suite(name_or_path: str, profile: str | None = None) -> Suite:
     runs = expand(path, algos, tasks, seeds, prof["steps"], sparsity, settings)
     return Suite(path.stem, path, profile, tuple(runs), tuple(modules),
                  str(prof.get("description", head.get("description", ""))), seeds,
-                 primary_comparison(path, where, prof, methods))
+                 primary_comparison(path, where, prof, methods), tuple(added))

@@ -45,7 +45,7 @@ def test_integers_accept_scientific_notation():
     assert (args.steps, args.warmup_steps) == (3_000_000, 25_000)
 
 
-@pytest.mark.parametrize("command", [["run"], ["flops"], ["suite", "run"], ["report"]])
+@pytest.mark.parametrize("command", [["run"], ["flops"], ["suite", "run"], ["report"], ["runs"], ["evaluate"]])
 def test_every_help_page_renders(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])

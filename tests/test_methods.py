@@ -1,6 +1,7 @@
 """The method registry and what each built-in method decides."""
 
 import pytest
+import torch
 
 from rlx2.baselines.tiny import matching_hidden_sizes
 from rlx2.sparse.flops import mlp_weights as weight_count
@@ -34,8 +35,11 @@ def test_a_second_class_cannot_take_a_registered_name():
 def test_set_rigl_and_rlx2_differ_only_where_they_should():
     set_, rigl, rlx2 = (get_method(n) for n in ("set", "rigl", "rlx2"))
     assert all(issubclass(cls, DynamicSparseMethod) for cls in (set_, rigl, rlx2))
-    assert rigl.grow_scores is gradient_grow_scores and rlx2.grow_scores is gradient_grow_scores
-    assert set_.grow_scores is random_grow_scores
+    weight, grad = torch.randn(8, 8), torch.randn(8, 8)
+    for cls, rule in ((rigl, gradient_grow_scores), (rlx2, gradient_grow_scores), (set_, random_grow_scores)):
+        assert torch.equal(cls.grow_scores(weight, grad, torch.Generator().manual_seed(3)),
+                           rule(weight, grad, torch.Generator().manual_seed(3)))
+    assert rigl.grow_scores is rlx2.grow_scores  # one rule, inherited
     assert (rigl.n_step, rigl.dynamic_buffer) == (1, False)
     assert (rlx2.n_step, rlx2.dynamic_buffer) == (3, True)
     assert issubclass(get_method("static"), SparseMethod) and get_method("static")().schedule(RunConfig(), 1) is None

@@ -1,8 +1,12 @@
 """Statistics and reports: hand-computed aggregates, repeatable intervals, the table layouts on
 fixture results made by real tiny runs, a report with a missing run, and the figures."""
 
+import re
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,24 +14,12 @@ import pandas as pd
 import pytest
 
 from rlx2.config import run_id
-from rlx2.report import (Comparison, DenseReference, ReportSettings, build_report, package_versions, seeded_cell,
-                         verdict, versus_paper)
-from rlx2.stats import AGGREGATES, aggregate_metrics, interval_estimates, normalise, probability_of_improvement
+from rlx2.report import DenseReference, ReportSettings, build_report, interval_cell, package_versions, versus_paper
+from rlx2.stats import normalise
 from rlx2.suite import load_suite
 from test_faults import make_suite
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "report"))
-
-X = np.array([[0.1, 0.5], [0.9, 0.3], [0.4, 0.8], [0.2, 0.6]])  # 4 runs x 2 tasks
-
-
-def test_aggregates_by_hand():
-    # IQM: the middle half of the 8 sorted values 0.3 0.4 0.5 0.6; median/mean of the task means 0.4 and 0.55
-    assert AGGREGATES["IQM"](X) == pytest.approx(0.45)
-    assert AGGREGATES["Median"](X) == pytest.approx(0.475)
-    assert AGGREGATES["Mean"](X) == pytest.approx(0.475)
-    assert AGGREGATES["Optimality gap"](X) == pytest.approx(1 - 0.475)
-
 
 def test_package_versions_are_one_line_that_says_where_runs_differ():
     recorded = [{"torch": "2.13.0", "numpy": "2.4.6"},
@@ -36,15 +28,12 @@ def test_package_versions_are_one_line_that_says_where_runs_differ():
     assert package_versions([]) == "unknown"
 
 
-def test_one_seed_per_method_is_never_a_verdict():
-    # One seed each: the bootstrap interval collapses to the point, which must not read as certainty.
-    assert verdict(Comparison(1.0, 1.0, 1.0, seeds=1)) == "unresolved (one seed)"
-    assert verdict(Comparison(0.0, 0.0, 0.0, seeds=1)) == "unresolved (one seed)"
-    assert verdict(Comparison(0.9, 0.6, 1.0, seeds=3)) == "holds"
-    assert verdict(Comparison(0.1, 0.0, 0.4, seeds=3)) == "reversed"
-    assert verdict(Comparison(0.6, 0.3, 0.9, seeds=3)) == "unresolved"
-    assert seeded_cell(90.3, 90.3, 90.3, seeds=1) == "90.3 (1 seed)"
-    assert seeded_cell(90.3, 80.0, 99.5, seeds=2) == "90.3 [80.0, 99.5]"
+def test_an_interval_says_what_it_is_at_its_seed_count():
+    # One seed: no interval at all; 2-4 seeds: a bootstrap interval is about the seeds' range, so it is called one.
+    assert interval_cell(90.3, 90.3, 90.3, seeds=1) == "90.3 (1 seed)"
+    assert interval_cell(90.3, 80.0, 99.5, seeds=2) == "90.3 (range 80.0 to 99.5)"
+    assert interval_cell(90.3, 80.0, 99.5, seeds=4) == "90.3 (range 80.0 to 99.5)"
+    assert interval_cell(90.3, 80.0, 99.5, seeds=5) == "90.3 [80.0, 99.5]"
 
 
 def test_tasks_at_different_sparsities_share_the_columns_beside_the_paper():
@@ -66,20 +55,6 @@ def test_normalisation():
     assert normalise([10.0, 30.0, 50.0], 10.0, 50.0).tolist() == [0.0, 0.5, 1.0]
 
 
-def test_intervals_are_repeatable_and_leave_the_global_generator_alone():
-    np.random.seed(123)
-    before = np.random.get_state()[1].copy()
-    a = aggregate_metrics({"a": X, "b": X + 0.2}, reps=300, seed=7)
-    b = aggregate_metrics({"a": X, "b": X + 0.2}, reps=300, seed=7)
-    assert a == b
-    assert np.array_equal(np.random.get_state()[1], before)
-    point, low, high = a["a"]["IQM"]
-    assert low <= point <= high and point == pytest.approx(0.45)
-    assert interval_estimates({"x": X}, np.mean, 300, 1) != interval_estimates({"x": X}, np.mean, 300, 2)
-    (pair, (p, lo, hi)), = probability_of_improvement({"a": X, "b": X + 0.2}, "b", 300, 0).items()
-    assert pair == "b,a" and 0.5 < p <= 1 and lo <= p <= hi
-
-
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
 SETTINGS = ReportSettings(reps=500, seed=0, random_episodes=2)  # what make_fixture.py used
 
@@ -93,7 +68,7 @@ def test_the_report_regenerates_from_committed_records_alone(tmp_path):
     results = tmp_path / "results"
     shutil.copytree(FIXTURE / "results", results)
     build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "report", SETTINGS,
-                 suite.description)
+                 suite.description, primary=suite.primary)
     expected = sorted(p.name for p in (FIXTURE / "expected").iterdir())
     assert expected == sorted(p.name for p in (tmp_path / "report").iterdir() if p.name != "figures")
     for name in expected:  # byte-identical tables, index and summary
@@ -101,14 +76,24 @@ def test_the_report_regenerates_from_committed_records_alone(tmp_path):
     paper = pd.read_csv(tmp_path / "report" / "table_paper.csv")
     assert list(paper.columns) == ["Algo", "Task", "Actor sp.", "Critic sp.", "Size", "Train FLOPs", "Infer. FLOPs",
                                    "sb3", "static", "rigl", "rlx2"]
-    # hand-made finals: dense 1000, 1100, 900 (mean 1000); static 600, 700, 500; rigl 800, 900, 700
+    # hand-made finals: dense 1000, 1100, 900, 1050, 950 (mean 1000); static 600 ... (mean 600); rigl mean 800
     assert paper.static[0].startswith("60.0 [") and paper.rigl[0].startswith("80.0 [")
-    assert paper.Size[0] == "0.040x" and paper["Actor sp."][0] == "98%"
-    ordering = pd.read_csv(tmp_path / "report" / "table_ordering.csv")
-    assert ordering[ordering["Paper's order"].str.startswith("rlx2 (97.0) > rigl")].Verdict.tolist() == ["holds"]
+    assert paper.sb3[0].startswith("100.0 (range ")  # three seeds of sb3: a range, not a 95 % interval
+    assert paper.Size[0] == "0.040x" and paper["Actor sp."][0] == "98%" and len(paper) == 1  # one task: no average
+    ordering = pd.read_csv(tmp_path / "report" / "table_ordering.csv").set_index("Paper's order")
+    # rlx2 > rigl is the primary: five runs above five, p = 1/252, tested alone; the family (rlx2 > static,
+    # rigl > static: four directional hypotheses) is Holm-corrected: 1/252 x 4 = 0.0159
+    primary = ordering.loc["rlx2 (97.0) > rigl (90.6) (primary)"]
+    assert primary.Verdict == "holds" and primary["Holm-adjusted"] == "tested alone (primary)"
+    assert primary["p: paper's direction / reverse"] == "0.0040 / 1.0000"
+    assert ordering.loc["rlx2 (97.0) > static (67.7)", "Holm-adjusted"] == "0.0159 / 1.0000"
+    assert set(ordering.Verdict) == {"holds"}
+    plan = pd.read_csv(tmp_path / "report" / "table_plan.csv")
+    assert plan.Comparison[0] == "dense (100.0) > static (67.7) (separation check)"
+    assert plan.Comparison[1] == "rlx2 (97.0) > rigl (90.6) (primary)"
     sb3 = pd.read_csv(tmp_path / "report" / "table_sb3.csv")
-    assert sb3["Final scores by seed"].tolist() == ["1000.0, 1100.0, 900.0", "950.0, 1050.0, 1000.0"]
-    assert sb3.Verdict[0] == "no clear difference"
+    assert sb3["Final scores by seed"].tolist() == ["1000.0, 1100.0, 900.0, 1050.0, 950.0", "950.0, 1050.0, 1000.0"]
+    assert sb3.Verdict[0] == "too few seeds (n = 5 vs 3)"
     index = (tmp_path / "report" / "index.md").read_text()
     for name in ("learning_curves", "intervals_td3", "performance_profiles_td3", "probability_of_improvement_td3",
                  "score_vs_size", "score_vs_training_flops"):
@@ -121,7 +106,7 @@ def test_when_dense_does_not_beat_the_random_policy_ratios_are_not_findings(tmp_
     from make_fixture import FINALS, write_records
 
     suite = fixture_suite()
-    finals = {**FINALS, "dense": [20.0, 5.0, 12.0]}  # a random policy scores ~64 on Hopper
+    finals = {**FINALS, "dense": [20.0, 5.0, 12.0, 8.0, 15.0]}  # a random policy scores ~64 on Hopper
     write_records(tmp_path / "results", suite.runs, finals)
     build_report(suite.name, suite.profile, list(suite.runs), tmp_path / "results", tmp_path / "report", SETTINGS)
     index = (tmp_path / "report" / "index.md").read_text()
@@ -144,12 +129,13 @@ def test_normalised_scores_never_invert_the_ordering_of_raw_scores():
         rows = [{"algo": "td3", "task": "T", "method": m, "seed": k, "score": float(rng.normal(0, 500))}
                 for m in ("dense", "a", "b") for k in range(3)]
         finals = pd.DataFrame(rows)
-        scores = normalised_scores(finals, {("td3", "T"): ref})
+        normalised, _ = normalised_scores(finals, {("td3", "T"): ref})
         if ref.problem is not None:
-            assert scores == {}  # not normalised at all
+            assert normalised == {}  # not normalised at all
             continue
+        scores = normalised["td3"].scores
         raw = finals.sort_values(["method", "seed"]).score.to_numpy()
-        flat = np.concatenate([scores["td3"][m][:, 0] for m in sorted(scores["td3"])])
+        flat = np.concatenate([scores[m][:, 0] for m in sorted(scores)])
         assert np.array_equal(np.argsort(raw, kind="stable"), np.argsort(flat, kind="stable")), trial
 
 
@@ -162,12 +148,14 @@ def test_a_report_never_replaces_a_fuller_one_unless_forced(tmp_path):
     (out / "stale.txt").write_text("left over from an older report format")
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ReportRefused, match="15 finished runs; this one would have 0 of 15"):
+    with pytest.raises(ReportRefused, match="23 finished runs; this one would have 0 of 23"):
         build_report(suite.name, suite.profile, list(suite.runs), tmp_path / "empty", out, SETTINGS)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # untouched
     summary = build_report(suite.name, suite.profile, list(suite.runs), tmp_path / "empty", out, SETTINGS, force=True)
     assert summary["finished"] == 0
-    assert sorted(p.name for p in out.iterdir()) == ["index.md", "runs.csv", "summary.json"]  # nothing stale
+    # nothing stale; the plan is there before any run finishes (what the profile can resolve)
+    assert sorted(p.name for p in out.iterdir()) == ["index.md", "runs.csv", "summary.json", "table_plan.csv",
+                                                     "table_plan.md"]
     assert "No run of this profile has finished yet" in (out / "index.md").read_text()
     assert not list(tmp_path.glob(".report*"))  # no staging directory left behind
 
@@ -198,6 +186,10 @@ def test_a_wrong_typed_result_is_a_corrupt_run_not_a_crash(tmp_path, capsys):
     summary = build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "r", SETTINGS)
     assert summary["missing"] == ["td3/Hopper-v5/static/seed-0"]
     assert "corrupt result record: final_score='600': not a finite number" in (tmp_path / "r" / "index.md").read_text()
+    assert main(["report", str(FIXTURE / "suite.toml"), "--results", str(results), "--out", str(tmp_path / "r"),
+                 "--reps", "50", "--allow-missing"]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"rlx2 report: {record}: final_score='600': not a finite number; the run is left out (listed in the report)"]
     assert main(["suite", "status", str(FIXTURE / "suite.toml"), "--results", str(results)]) == 0
     assert "td3/Hopper-v5/static/seed-0  corrupt" in capsys.readouterr().out
 
@@ -235,6 +227,7 @@ def test_a_report_of_real_runs_is_byte_identical_and_names_missing_runs(fixture_
     index = (tmp_path / "r" / "index.md").read_text()
     assert "## Missing runs" in index and f"`{run_id(missing)}`" in index and "5 of 6 finished" in index
     assert "## Reference returns" in index and "| TD3 | Hopper-v5 |" in index
+    assert "too few seeds (n = 2 vs 1)" in index  # dense 2 seeds against static 1: no verdict, said plainly
 
 
 def test_the_final_score_averages_the_last_five_percent_of_the_evaluations_made(tmp_path):
@@ -265,3 +258,138 @@ def test_a_dense_reference_needs_seeds_and_an_interval_clear_of_random_and_zero(
     assert "does not clearly beat the random policy" in DenseReference(20.0, 60.0, 10.0, 110.0, 3).problem
     assert "reaches 0" in DenseReference(-300.0, 40.0, -20.0, 100.0, 3).problem  # above random, not above 0
     assert DenseReference(20.0, float("nan"), float("nan"), float("nan"), 0).problem == "no finished dense run"
+
+
+def test_unequal_seed_counts_use_every_seed_of_the_committed_reference_records():
+    # The audit's case: static 775.2 and 305.8 (seeds 0, 1) against set 549.2 (seed 0) is one win and one loss,
+    # P(static > set) = 0.50; cutting both to one seed printed 1.00 [1.00, 1.00].
+    from rlx2.report import ordering_table
+    from rlx2.results import collect, final_scores
+
+    suite = load_suite("mujoco", "reference")
+    chosen = [c for c in suite.runs if (c.method, c.seed) in {("static", 0), ("static", 1), ("set", 0)}]
+    results = Path(__file__).resolve().parents[1] / "results" / "mujoco" / "reference"
+    finals = final_scores(collect(chosen, results, "mujoco", "reference").table)
+    assert sorted(finals.score.round(1)) == [305.8, 549.2, 775.2]
+    table = ordering_table(finals, list(suite.runs), suite.primary, ReportSettings(reps=200))
+    row = table[table["Paper's order"] == "static (67.7) > set (66.5)"].iloc[0]
+    assert row["P(first > second)"] == "0.50 (1 seed)" and row.Seeds == "2 vs 1"
+    assert row.Verdict == "too few seeds (n = 2 vs 1)"
+
+
+def report_process(out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "rlx2.cli", "report", str(FIXTURE / "suite.toml"), "--results",
+                             str(FIXTURE / "results"), "--out", str(out), "--reps", "50", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_staging(parent, process):
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        staging = [p for p in parent.iterdir() if p.name.startswith(".report.") and p.is_dir()]
+        if staging and (staging[0] / "runs.csv").exists():
+            return staging[0]
+        time.sleep(0.05)
+    raise AssertionError("no staging directory appeared")
+
+
+def test_an_interrupted_report_leaves_nothing_behind_and_a_killed_ones_leftovers_go_next_time(tmp_path):
+    from rlx2.cli import main
+
+    out = tmp_path / "report"
+    (tmp_path / ".report.notes").write_text("a user's hidden file that looks like ours")
+    terminated = report_process(out)
+    wait_for_staging(tmp_path, terminated)
+    terminated.send_signal(signal.SIGTERM)
+    _, err = terminated.communicate(timeout=60)
+    assert terminated.returncode == 130 and err.strip().splitlines() == ["rlx2 report: interrupted (SIGTERM)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".report.notes"]  # no staging, no report, notes kept
+    killed = report_process(out)
+    left = wait_for_staging(tmp_path, killed)
+    killed.kill()
+    killed.wait()
+    assert left.exists()  # SIGKILL cannot be cleaned up after: the next report on this --out removes it
+    assert main(["report", str(FIXTURE / "suite.toml"), "--results", str(FIXTURE / "results"), "--out", str(out),
+                 "--reps", "50"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".report.notes", "report"]
+    assert (tmp_path / ".report.notes").read_text() == "a user's hidden file that looks like ours"
+    assert ".rlx2-report-staging" not in {p.name for p in out.iterdir()}
+
+
+def test_an_older_report_moved_aside_by_an_interrupted_swap_is_put_back(tmp_path):
+    from rlx2.report import remove_stale_staging
+
+    suite = fixture_suite()
+    out = tmp_path / "report"
+    build_report(suite.name, suite.profile, list(suite.runs), FIXTURE / "results", out, SETTINGS)
+    aside = tmp_path / ".report.k3x9"
+    out.rename(aside)  # killed between moving the old report aside and moving the new one in
+    remove_stale_staging(out)
+    assert (out / "summary.json").exists() and not aside.exists()
+
+
+def test_a_garbage_line_in_evaluations_leaves_that_run_out_named_and_the_report_goes_on(tmp_path, capsys):
+    from rlx2.cli import main
+
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE / "results", results)
+    evaluations = results / "td3/Hopper-v5/static/seed-0/evaluations.csv"
+    lines = evaluations.read_text().splitlines()
+    evaluations.write_text("\n".join([*lines[:4], "garbage,line", *lines[4:]]) + "\n")
+    args = ["report", str(FIXTURE / "suite.toml"), "--results", str(results), "--out", str(tmp_path / "r"),
+            "--reps", "50"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (f"rlx2 report: {evaluations}: line 5: not a step and a return ('garbage', 'line'); the run is "
+                      "left out (listed in the report)")
+    assert "--allow-missing" in err[1] and len(err) == 2
+    assert f"- `td3/Hopper-v5/static/seed-0`: corrupt record: {evaluations}: line 5" in (
+        tmp_path / "r" / "index.md").read_text()
+    assert main([*args, "--allow-missing", "--force"]) == 0
+    assert main(["suite", "status", str(FIXTURE / "suite.toml"), "--results", str(results)]) == 0
+    assert re.search(rf"td3/Hopper-v5/static/seed-0 +corrupt +{re.escape(str(evaluations))}: line 5",
+                     capsys.readouterr().out)
+
+
+def test_report_runs_builds_the_report_from_any_directory_of_runs_and_runs_lists_them(tmp_path, capsys):
+    from rlx2.cli import main
+
+    root = tmp_path / "experiments"
+    for i, run in enumerate(sorted(p.parent for p in (FIXTURE / "results").glob("*/*/*/seed-*/result.json"))):
+        shutil.copytree(run, root / f"batch-{i % 2}" / run.relative_to(FIXTURE / "results"))  # any layout
+    unfinished = next(root.glob("batch-*/td3/Hopper-v5/rigl/seed-0"))
+    (unfinished / "result.json").unlink()
+    (unfinished / "diagnostics.csv").write_text("step,iterations\n500,0\n1000,0\n")
+    assert main(["runs", str(root)]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].split() == ["run", "algo", "task", "method", "seed", "steps", "score", "state"]
+    assert len(listing) == 1 + 23 + 1 and listing[-1] == f"22 done, 1 pending of 23 ({root})"
+    row = next(line for line in listing if line.startswith(str(unfinished.relative_to(root))))
+    assert row.split()[1:] == ["td3", "Hopper-v5", "rigl", "0", "1,000/10,000", "-", "pending"]
+    assert main(["report", "--runs", str(root), "--out", str(tmp_path / "r"), "--reps", "50"]) == 1  # one unfinished
+    index = (tmp_path / "r" / "index.md").read_text()
+    assert "Every run found under" in index and "22 of 23 finished" in index
+    assert "- `td3/Hopper-v5/rigl/seed-0`" in index  # the unfinished one is listed, not averaged
+    finals = pd.read_csv(tmp_path / "r" / "runs.csv").query("metric == 'final_score'")
+    assert len(finals) == 22 and set(finals.method) == {"dense", "sb3", "static", "rigl", "rlx2"}
+    assert (tmp_path / "r" / "figures" / "learning_curves.png").exists()
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("garbage,line", "line 3: not a step and a return ('garbage', 'line')"),
+    ("2000,nan", "line 3: not a step and a return ('2000', 'nan')"),
+    ("-5,10.0", "line 3: not a step and a return ('-5', '10.0')"),
+    ("2000", "line 3: not a step and a return ('2000', None)"),
+])
+def test_an_evaluation_curve_is_read_as_untrusted(tmp_path, line, problem):
+    from rlx2.results import read_evaluations
+
+    path = tmp_path / "evaluations.csv"
+    path.write_text(f"step,mean_return,std_return,episodes\n1000,5.0,0.0,2\n{line}\n")
+    assert read_evaluations(path) == ([], f"{path}: {problem}")
+    path.write_bytes(b"step,mean_return\n\xff\xfe\n")
+    assert "not a CSV file" in read_evaluations(path)[1]
+    path.write_text("a,b\n1,2\n")
+    assert read_evaluations(path)[1] == f"{path}: no step and mean_return columns"
+    path.write_text("step,mean_return,std_return,episodes\n1000,5.0,0.0,2\n2000,7.5,0.0,2\n")
+    assert read_evaluations(path) == ([(1000, 5.0), (2000, 7.5)], None)

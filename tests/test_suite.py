@@ -32,6 +32,32 @@ def test_a_good_suite_expands_to_one_run_per_cell(tmp_path):
     assert all(c.actor_sparsity == 0.9 and c.critic_sparsity == 0.85 and c.steps == 2000 for c in suite.runs)
 
 
+def test_a_profile_declares_per_method_seeds_and_a_primary_comparison(tmp_path):
+    text = GOOD.replace('methods = ["dense", "rlx2"]', 'methods = ["dense", "rigl", "rlx2"]').replace(
+        "seeds = 2", 'seeds = 3\nmethod_seeds = { dense = 1 }\nprimary = ["rlx2", "rigl"]')
+    suite = load_suite(str(write(tmp_path, text)))
+    assert sorted((c.method, c.seed) for c in suite.runs) == [
+        ("dense", 0), ("rigl", 0), ("rigl", 1), ("rigl", 2), ("rlx2", 0), ("rlx2", 1), ("rlx2", 2)]
+    assert suite.seeds == {"dense": 1, "rigl": 3, "rlx2": 3} and suite.declared_fewer() == {"dense": 1}
+    assert suite.primary == ("rlx2", "rigl")
+    assert load_suite(str(write(tmp_path, GOOD))).primary is None
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("method_seeds = { tiny = 1 }", "profiles.tiny.method_seeds.tiny = 1: not a method of the profile"),
+    ("method_seeds = { dense = 0 }", "profiles.tiny.method_seeds.dense = 0: must be an integer in [1, 1,000]"),
+    ("method_seeds = { dense = 1.5 }", "profiles.tiny.method_seeds.dense = 1.5: must be an integer"),
+    ("method_seeds = 3", "profiles.tiny.method_seeds = 3: must be a table of method = seed count"),
+    ('primary = ["rlx2", "rlx2"]', "profiles.tiny.primary = ['rlx2', 'rlx2']: must be [X, Y], two different methods"),
+    ('primary = ["rlx2", "tiny"]', "profiles.tiny.primary = ['rlx2', 'tiny']: must be [X, Y]"),
+    ('primary = "rlx2"', "profiles.tiny.primary = 'rlx2': must be [X, Y]"),
+])
+def test_bad_per_method_seeds_or_primary_name_the_key(tmp_path, line, message):
+    with pytest.raises(SuiteError) as info:
+        load_suite(str(write(tmp_path, GOOD.replace("seeds = 2", f"seeds = 2\n{line}"))))
+    assert message in str(info.value)
+
+
 BUDGET = ("warmup_steps", "eval_every", "delta", "nstep_delay", "buffer_check_every", "checkpoint_every",
           "log_every", "final_window", "buffer_min", "buffer_max", "t_end")
 
@@ -137,3 +163,20 @@ def test_bad_executor_arguments_fail_fast(tmp_path, capsys, args, named):
 def test_unknown_profile(tmp_path, capsys):
     with pytest.raises(SuiteError, match="no such profile"):
         load_suite(str(write(tmp_path, GOOD)), "huge")
+
+
+def test_suite_plan_prints_the_seeds_each_comparison_needs_before_any_run(tmp_path, capsys):
+    text = GOOD.replace('tasks = ["Hopper-v5"]', 'tasks = ["Walker2d-v5"]').replace('"Hopper-v5" = [0.9, 0.85]',
+                                                                                   '"Walker2d-v5" = [0.97, 0.95]')
+    text = text.replace('methods = ["dense", "rlx2"]', 'methods = ["dense", "rigl", "rlx2"]').replace(
+        "seeds = 2", 'seeds = 5\nprimary = ["rlx2", "rigl"]')
+    path = str(write(tmp_path, text))
+    assert main(["suite", "plan", path, "--results", str(tmp_path / "none")]) == 0
+    out = capsys.readouterr().out
+    assert "primary comparison: rlx2 beats rigl" in out
+    assert "| TD3 | Walker2d-v5 | rlx2 (98.1) > rigl (35.7) (primary) | 62.4 | - | 0 vs 0 | 0.05 | unknown: " in out
+    assert main(["suite", "plan", path, "--results", str(tmp_path / "none"), "--spread", "0.3"]) == 0
+    assert "| 62.4 | 30.0 / 30.0 | 0 vs 0 | 0.05 | 5 | yes (5 seeds declared) |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["suite", "plan", path, "--spread", "nan"])
+    assert info.value.code == 2 and "spread=nan" in capsys.readouterr().err

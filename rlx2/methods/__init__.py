@@ -1,7 +1,20 @@
-"""Training methods: base classes, the registry, and RLx2 itself (baselines live in ``baselines/``)."""
+"""Training methods: base classes, the registry, and RLx2 itself (baselines live in ``baselines/``).
 
-from rlx2.methods.base import DynamicSparseMethod, Method, SparseMethod
-from rlx2.methods.registry import available_methods, get_method, load_module, register, resolve
+The base classes are imported on first use (``from rlx2.methods import Method`` works as ever):
+they import torch, which listing methods or reading a suite file does not need.
+"""
+
+from rlx2.methods.registry import (available_methods, get_method, load_module, method_descriptions, register,
+                                   resolve)
 
 __all__ = ["DynamicSparseMethod", "Method", "SparseMethod", "available_methods", "get_method", "load_module",
-           "register", "resolve"]
+           "method_descriptions", "register", "resolve"]
+_BASE_CLASSES = ("DynamicSparseMethod", "Method", "SparseMethod")
+
+
+def __getattr__(name: str):
+    if name in _BASE_CLASSES:
+        from rlx2.methods import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'rlx2.methods' has no attribute {name!r}")

@@ -21,17 +21,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
-import torch
-from torch import nn
-
 from rlx2.config import RunConfig
-from rlx2.sparse.controller import MaskController
-from rlx2.sparse.flops import NetworkCosts, Phase, TrainingCost, run_flops
-from rlx2.sparse.layers import sparsify
-from rlx2.sparse.topology import TopologySchedule, gradient_grow_scores
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch and the sparse machinery are imported by the hooks that use them: naming a method, or
+    # resolving a run's config (which a report does to check its run directories), does not need them
+    import torch
+    from torch import nn
+
     from rlx2.agents.base import Agent
+    from rlx2.sparse.controller import MaskController
+    from rlx2.sparse.flops import TrainingCost
+    from rlx2.sparse.topology import TopologySchedule
 
 
 class Method:
@@ -76,6 +76,8 @@ class Method:
         ``update_every`` is how many training iterations pass per optimiser step of this
         network (TD3's actor: ``policy_delay``), so its schedule counts its own steps.
         """
+        from rlx2.sparse.controller import MaskController
+
         return MaskController(network, optimizer)
 
     def depends_on(self, cfg: RunConfig) -> list[RunConfig]:
@@ -89,6 +91,8 @@ class Method:
         (dense, tiny, static, SET, RigL, RLx2): one phase at the agent's current costs,
         plus the dense gradients of its topology updates.
         """
+        from rlx2.sparse.flops import NetworkCosts, Phase, TrainingCost, run_flops
+
         costs = NetworkCosts.of_agent(agent)
         updates = {role: self.topology_updates(cfg, every) for role, every in agent.update_every(cfg).items()}
         flops = run_flops(cfg, type(agent), [Phase(cfg.training_iterations, costs)], updates)
@@ -110,6 +114,9 @@ class SparseMethod(Method):
     grow_scores = None
 
     def make_controller(self, role, network, optimizer, cfg, update_every, generator):
+        from rlx2.sparse.controller import MaskController
+        from rlx2.sparse.layers import sparsify
+
         sparsify(network, self.sparsity(cfg, role), generator, cfg.sparsity_distribution, cfg.mask_init)
         return MaskController(network, optimizer, self.schedule(cfg, update_every), type(self).grow_scores, generator,
                               regrow=cfg.regrow, grown_adam=cfg.grown_adam)
@@ -119,7 +126,13 @@ class DynamicSparseMethod(SparseMethod):
     """Drop the smallest magnitudes and grow by ``grow_scores`` every ``delta`` optimiser steps."""
 
     def schedule(self, cfg: RunConfig, update_every: int) -> TopologySchedule | None:
+        from rlx2.sparse.topology import TopologySchedule
+
         return TopologySchedule(delta=cfg.delta, t_end=max(1, cfg.t_end // update_every), zeta0=cfg.zeta)
 
-    #: RigL's rule; SET overrides it with uniform noise.
-    grow_scores = staticmethod(gradient_grow_scores)
+    @staticmethod
+    def grow_scores(weight: torch.Tensor, dense_grad: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """RigL's rule, ``rlx2.sparse.topology.gradient_grow_scores`` (|dense gradient|); SET overrides it."""
+        from rlx2.sparse.topology import gradient_grow_scores
+
+        return gradient_grow_scores(weight, dense_grad, generator)

@@ -31,10 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-BACKENDS = ("auto", "masked-dense", "csr")
-
-#: ``auto`` computes a layer with CSR kernels at or below this density.
-CSR_MAX_DENSITY = 0.25
+from rlx2.config import BACKENDS, CSR_MAX_DENSITY  # noqa: F401 - settings' choices live with the other settings
 
 # CSR tensors are "beta" in PyTorch and say so once per process; the kernels used here are stable.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
