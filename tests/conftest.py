@@ -8,6 +8,13 @@ from rlx2.config import RunConfig
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _seeded_global_rng():
+    """Tests that draw data from torch's global generator draw the same data whatever ran before them
+    (the package itself never uses it)."""
+    torch.manual_seed(0)
+
+
 def tiny_config(**changes) -> RunConfig:
     """A real but small Hopper-v5 run that still exercises every mechanism.
 

@@ -11,12 +11,21 @@ passes over all 65 536 entries (and masking the result again once more), behind 
 Python-heavy ``step``; the kernel visits only active entries (and the inactive ones whose
 moments still decay, all that dense Adam does there before the mask zeroes the weight),
 for every parameter of the network in one call, with ``torch.optim.Adam``'s formulas.
+
+numba compiles the kernels on their first use (about 15 s of CPU once) and caches them on
+disk, next to the sources or, in a read-only install, in a user or temporary directory
+(``cache_directory``); later processes load them in about a second. If numba is installed
+but the kernels cannot load, a warning says why and the PyTorch path runs.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,13 +39,58 @@ def compiled():
     if _KERNELS is False:
         _KERNELS = None
         if os.environ.get("RLX2_KERNELS", "numba") != "torch":
+            _place_cache()
+            try:
+                import numba  # noqa: F401
+            except ImportError:  # a platform without numba wheels: PyTorch throughout
+                return None
             try:
                 import rlx2.sparse._numba as _numba
 
                 _KERNELS = _numba
-            except ImportError:  # a platform without numba wheels: PyTorch throughout
-                pass
+            except Exception as exc:  # noqa: BLE001 - numba present but unusable here: say so, train on PyTorch
+                warnings.warn(f"rlx2: the compiled kernels cannot load ({exc}); sparse networks train on PyTorch "
+                              f"operations (slower; RLX2_KERNELS=torch says this on purpose)", RuntimeWarning,
+                              stacklevel=2)
     return _KERNELS
+
+
+def cache_directory(package: Path, environ: dict[str, str]) -> str | None:
+    """Where numba should cache the compiled kernels, if not where it would by itself; None: its own choice.
+
+    numba keeps its cache next to the sources (``__pycache__``), else under the user's cache
+    directory, and refuses to compile a function it cannot cache (at import) when neither is
+    writable: a read-only install without a writable home. Then: ``$XDG_CACHE_HOME`` or
+    ``~/.cache`` (``rlx2/numba``) if writable, else a directory in the system's temporary one.
+    ``NUMBA_CACHE_DIR`` set by the user always wins.
+    """
+    if "NUMBA_CACHE_DIR" in environ or _writable(package / "__pycache__"):
+        return None
+    home = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or "/nonexistent") / ".cache")
+    for candidate in (Path(home) / "rlx2" / "numba", Path(tempfile.gettempdir()) / f"rlx2-numba-{os.getuid()}"):
+        if _writable(candidate):
+            return str(candidate)
+    return None
+
+
+def _writable(directory: Path) -> bool:
+    """Whether files can be created in ``directory`` (made if missing), tried as numba tries it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def _place_cache() -> None:
+    """Set ``NUMBA_CACHE_DIR`` before numba loads, where ``cache_directory`` says so."""
+    if "numba" in sys.modules:
+        return
+    directory = cache_directory(Path(__file__).resolve().parent.parent, dict(os.environ))
+    if directory is not None:
+        os.environ["NUMBA_CACHE_DIR"] = directory
 
 
 def implementation() -> str:
