@@ -21,6 +21,13 @@ configs ``--baseline-configs``, labelled ``--baseline-label``.
     python benchmarks/throughput.py --kernels            # CSR vs dense kernels by density
     python benchmarks/throughput.py --scaling            # local executor, 1 vs 2 workers
 
+Clock: by default every time is the child's CPU time (``--clock cpu``: the child replaces
+``time.perf_counter`` by ``time.process_time`` before it imports anything, so the loop's own
+steps/s, the breakdown and the actor call all count the CPU seconds of that one-thread
+process). On a shared, loaded machine wall-clock time mostly measures the other processes;
+CPU time does not count their time slices, though it still sees their effect on caches and
+on a core's sibling thread. ``--clock wall`` measures wall-clock time, for an idle machine.
+
 ``tox -e bench`` runs the default grid; ``--json FILE`` also writes every measurement.
 """
 
@@ -157,9 +164,10 @@ def act_microseconds(agent, obs) -> float:
     return statistics.median(times)
 
 
-def measure(python: str, algo: str, env: str, config: str, warmup: int, learn: int, seed: int) -> dict:
+def measure(python: str, algo: str, env: str, config: str, warmup: int, learn: int, seed: int,
+            clock: str = "cpu") -> dict:
     """Run one measurement in a fresh process of ``python`` and return what it reported."""
-    command = [python, __file__, "--child", algo, env, config, str(warmup), str(learn), str(seed)]
+    command = [python, __file__, "--child", algo, env, config, str(warmup), str(learn), str(seed), clock]
     environ = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=environ)
     if done.returncode != 0:
@@ -180,7 +188,7 @@ def throughput(args: argparse.Namespace) -> list[dict]:
     for repeat in range(args.repeats):
         for algo in args.algos:
             for label, python, config in plan(args):
-                got = measure(python, algo, args.env, config, args.warmup, args.learn, seed=repeat)
+                got = measure(python, algo, args.env, config, args.warmup, args.learn, seed=repeat, clock=args.clock)
                 name = f"{config} @{label}" if label else config
                 rows.append({"algo": algo, "env": args.env, "config": name, "repeat": repeat, **got})
                 print(f"  repeat {repeat} {algo} {name:28s} {got['steps_per_second']:7.1f} steps/s "
@@ -188,9 +196,13 @@ def throughput(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict], algos: list[str], configs: list[str]) -> str:
-    lines = ["| algo | config | steps/s median | min-max | vs SB3 | vs our dense | actor call us | peak RSS MiB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+def table(rows: list[dict], algos: list[str], configs: list[str], baseline: str | None = None) -> str:
+    """Medians per config, with ratios to stable-baselines3, to our dense agent and (``baseline``: a label)
+    of each config to the same config of the baseline checkout."""
+    vs_base = f" vs {baseline} |" if baseline else ""
+    lines = ["| algo | config | steps/s median | min-max | vs SB3 | vs our dense |" + vs_base +
+             " actor call us | peak RSS MiB |", "|---|---|---:|---:|---:|---:|" + ("---:|" if baseline else "") +
+             "---:|---:|"]
     for algo in algos:
         medians = {}
         for config in configs:
@@ -204,8 +216,12 @@ def table(rows: list[dict], algos: list[str], configs: list[str]) -> str:
             vs_sb3 = f"{medians[config] / medians['sb3']:.2f}x" if "sb3" in medians else "-"
             vs_dense = f"{medians[config] / medians['dense']:.2f}x" if "dense" in medians else "-"
             act_text = f"{statistics.median(act):.0f}" if act else "-"
+            base_text = ""
+            if baseline:
+                before = medians.get(f"{config} @{baseline}")
+                base_text = f" {medians[config] / before:.2f}x |" if before and "@" not in config else " - |"
             lines.append(f"| {algo} | {config} | {medians[config]:.1f} | {min(values):.1f}-{max(values):.1f} | "
-                         f"{vs_sb3} | {vs_dense} | {act_text} | {rss:.0f} |")
+                         f"{vs_sb3} | {vs_dense} |{base_text} {act_text} | {rss:.0f} |")
     return "\n".join(lines)
 
 
@@ -290,7 +306,9 @@ seeds = 4
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        algo, env, config, warmup, learn, seed = sys.argv[2:8]
+        algo, env, config, warmup, learn, seed, clock = sys.argv[2:9]
+        if clock == "cpu":  # before anything reads the clock (module docstring)
+            time.perf_counter = time.process_time
         import torch
 
         torch.set_num_threads(1)
@@ -304,6 +322,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000, help="random-action steps before learning")
     parser.add_argument("--learn", type=int, default=2000, help="measured learning steps per measurement")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="what a second is: the measured process's CPU time (default) or wall-clock time")
     parser.add_argument("--json", help="also write every measurement to this file")
     parser.add_argument("--kernels", action="store_true", help="only compare CSR and dense kernels by density")
     parser.add_argument("--scaling", action="store_true", help="only measure the local executor, 1 vs 2 workers")
@@ -324,10 +344,11 @@ def main() -> None:
     import torch
 
     print(f"# throughput, {args.env}, {args.warmup} warm-up + {args.learn} measured steps, {args.repeats} repeats, "
-          f"1 torch thread, torch {torch.__version__}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+          f"1 torch thread, {args.clock} clock, torch {torch.__version__}, {os.cpu_count()} cores, "
+          f"{time.strftime('%Y-%m-%d')}")
     rows = throughput(args)
     configs = [f"{config} @{label}" if label else config for label, _, config in plan(args)]
-    print(table(rows, args.algos, configs))
+    print(table(rows, args.algos, configs, args.baseline_label if args.baseline else None))
     print(f"\nWhere an environment step goes (ms, median of {args.repeats}; the update's pieces as the agents mark "
           f"them, acting = the exploration action, the rest = environment step, replay sampling, buffer, loop):\n")
     print(breakdown(rows, args.algos, configs))
