@@ -15,7 +15,7 @@ sizes (256, 256), batch (256) and schedule (one gradient step per env step, poli
 of this project (an interpreter whose ``rlx2`` is, say, today's engine) in the same run,
 configs ``--baseline-configs``, labelled ``--baseline-label``.
 
-    python benchmarks/throughput.py                      # the default grid (about 30 min on 2 cores)
+    python benchmarks/throughput.py                      # the default grid (about 40 min on 2 cores)
     python benchmarks/throughput.py --algos td3 --configs sb3 dense "rlx2 98/95" --repeats 5
     python benchmarks/throughput.py --baseline ../rlx2-03d10a0/.venv/bin/python --baseline-label 03d10a0
     python benchmarks/throughput.py --kernels            # CSR vs dense kernels by density
