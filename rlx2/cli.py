@@ -716,9 +716,9 @@ def _runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         curve_problem = read_evaluations(path / "evaluations.csv")[1] if state == "done" else None
         if curve_problem:
             state, detail = "corrupt", curve_problem
-        result = run_dir.result() or {}
-        done = result.get("steps", steps_logged(run_dir))
-        score = f"{result['final_score']:.1f}" if "final_score" in result else "-"
+        result = run_dir.result()
+        done = steps_logged(run_dir) if result is None else result.steps
+        score = "-" if result is None else f"{result.final_score:.1f}"
         rows.append((str(path.relative_to(root)) if path != root else ".", cfg.algo, cfg.env, cfg.method,
                      str(cfg.seed), f"{done:,}/{cfg.steps:,}", score, state,
                      "" if state == "done" else detail))

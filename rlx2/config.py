@@ -70,8 +70,13 @@ def scaled_value(name: str, steps: int) -> int:
     return max(floor, round(paper * steps / PAPER_STEPS))
 
 
+def evaluation_due(step: int, last: int, every: int) -> bool:
+    """The one evaluation cadence of every procedure: after every ``every``-th of steps ``1..last``, and the last."""
+    return step % every == 0 or step == last
+
+
 def evaluation_count(steps: int, eval_every: int) -> int:
-    """How many evaluations a run makes: every ``eval_every`` steps and at its last step."""
+    """How many evaluations a run makes (``evaluation_due``): every ``eval_every`` steps and at its last step."""
     return steps // eval_every + (1 if steps % eval_every else 0)
 
 

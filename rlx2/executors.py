@@ -55,7 +55,7 @@ def run_state(run_dir: RunDirectory) -> tuple[str, str]:
     attempt), partial or pending."""
     result = run_dir.result()
     if result is not None:
-        return "done", f"score {result['final_score']:.1f}"
+        return "done", f"score {result.final_score:.1f}"
     if run_dir.is_locked():
         return "running", f"step {steps_logged(run_dir)}"
     problem = run_dir.result_problem()
@@ -172,8 +172,8 @@ class SuiteProgress:
             return
         self.finished += 1
         self.done[name] = cfg.steps
-        result = run_dir.result() or {}
-        score = f": score {result['final_score']:.1f}" if "final_score" in result else ""
+        result = run_dir.result()
+        score = f": score {result.final_score:.1f}" if result is not None else ""
         self.say(f"finished {name}{score}")
 
     def refresh(self, running: list[tuple[RunConfig, RunDirectory]]) -> None:
@@ -319,8 +319,8 @@ class RayExecutor:
                 line = f"ended {name}"
                 if code == 0:
                     outcome.finished += 1
-                    score = (run_dir.result() or {}).get("final_score")
-                    line = f"finished {name}" + (f": score {score:.1f}" if score is not None else "")
+                    result = run_dir.result()
+                    line = f"finished {name}" + (f": score {result.final_score:.1f}" if result is not None else "")
                 elif code == EXIT_DIVERGED:
                     outcome.failed[name] = (run_dir.failure() or {}).get("reason", "diverged")
                 elif code == EXIT_LOCKED:

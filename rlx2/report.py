@@ -527,7 +527,7 @@ def run_facts(runs: list[RunConfig], results: Path, paths: dict[str, Path] | Non
         data = run_dir.saved_config() or {}
         versions.add(json.dumps(data.get("versions", {}), sort_keys=True))
         commits.add(str(data.get("git_commit")))
-        seconds += float(result.get("wall_seconds", 0.0) or 0.0)
+        seconds += float(result.wall_seconds or 0.0)
     return {"versions": [json.loads(v) for v in sorted(versions)], "commits": sorted(commits),
             "run_hours": seconds / 3600}
 

@@ -56,13 +56,13 @@ def collect(runs: list[RunConfig], results: Path, suite: str, profile: str, path
             elif failure:
                 failed[name] = f"{failure.get('kind')}: {failure.get('reason')}"
             continue
-        flops = result["flops"]
+        flops = result.flops
         base = {"suite": suite, "profile": profile, "algo": cfg.algo, "task": cfg.env, "method": cfg.method,
                 "seed": cfg.seed, "actor_sparsity": cfg.actor_sparsity, "critic_sparsity": cfg.critic_sparsity,
                 "size": flops["size"], "training_flops": flops.get("training_flops_relative", np.nan),
                 "inference_flops": flops["inference_flops_relative"]}
         rows += [{**base, "step": step, "metric": "eval_return", "value": value} for step, value in curve]
-        rows.append({**base, "step": int(result["steps"]), "metric": "final_score", "value": result["final_score"]})
+        rows.append({**base, "step": result.steps, "metric": "final_score", "value": result.final_score})
     table = pd.DataFrame(rows, columns=COLUMNS)
     if not table.empty:
         table = table.sort_values(["algo", "task", "method", "seed", "metric", "step"], kind="stable")

@@ -10,10 +10,8 @@ otherwise the off-policy loop (``rlx2.loop``). A run that diverges is recorded a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -21,11 +19,12 @@ from rlx2.config import ConfigError, RunConfig, run_id
 from rlx2.envs import make_env
 from rlx2.loop import run_off_policy
 from rlx2.methods import resolve
+from rlx2.methods.base import Method, RunContext
 from rlx2.recorder import RunDiverged
-from rlx2.records import CHECKPOINT_FILE, RunDirectory, writable_directory
+from rlx2.records import CHECKPOINT_FILE, RunDirectory, RunResult, writable_directory
 from rlx2.sparse.flops import mlp_weights
 
-__all__ = ["RunAlreadyFinished", "RunContext", "RunDiverged", "RunSettingsMismatch", "prepare", "train"]
+__all__ = ["RunAlreadyFinished", "RunContext", "RunDiverged", "RunResult", "RunSettingsMismatch", "prepare", "train"]
 
 
 class RunAlreadyFinished(RuntimeError):
@@ -37,24 +36,11 @@ class RunSettingsMismatch(RuntimeError):
 
 
 @dataclass
-class RunContext:
-    """What a run procedure gets: the resolved run, where to write it, and how to obtain runs it depends on."""
-
-    cfg: RunConfig  # resolved
-    method: Any
-    run_dir: RunDirectory
-    out: Path  # the results root, where the runs it depends on live
-    progress: bool
-    #: Train (or reuse, when finished with the same settings) another run under ``out``; returns its directory.
-    dependency: Callable[[RunConfig], RunDirectory]
-
-
-@dataclass
 class Prepared:
     """A run whose inputs are all checked: what ``train`` needs before touching the disk."""
 
     cfg: RunConfig  # resolved
-    method: Any
+    method: Method
     run_dir: RunDirectory
 
 
@@ -102,7 +88,7 @@ def prepare(cfg: RunConfig, out: Path | str) -> Prepared:
     return Prepared(resolved, method, run_dir)
 
 
-def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: bool = False) -> RunResult:
     """Run one training run into ``out/<run-id>/`` and return its result record."""
     prepared = prepare(cfg, out)
     cfg, method, run_dir = prepared.cfg, prepared.method, prepared.run_dir

@@ -234,7 +234,7 @@ def test_the_final_score_averages_the_last_five_percent_of_the_evaluations_made(
     from rlx2.config import RunConfig
     from rlx2.methods import resolve
     from rlx2.recorder import Recorder
-    from rlx2.records import RunDirectory
+    from rlx2.records import RunDirectory, RunResult
 
     # 20 evaluations (10 000 steps, one every 500): the last 5 % is 1, so the floor of 3 applies
     cfg, method = resolve(RunConfig(steps=10_000, eval_every=500))
@@ -244,8 +244,9 @@ def test_the_final_score_averages_the_last_five_percent_of_the_evaluations_made(
     run_dir.start({"config": cfg.to_dict()})
     recorder = Recorder(cfg, method, run_dir)
     recorder.evaluations = list(curve)
-    result = recorder.finish(None, steps=cfg.steps)
-    assert result["final_score"] == (180.0 + 190.0 + 200.0) / 3 and result["final_window"] == 3
+    result = recorder.finish(None, RunResult(steps=cfg.steps, iterations=0, wall_seconds=0.0, steps_per_second=None,
+                                             final_densities={}, flops={}))
+    assert result.final_score == (180.0 + 190.0 + 200.0) / 3 and result.final_window == 3
     # 600 evaluations (the paper's 3M steps, one every 5 000): the last 30
     assert resolve(RunConfig(steps=3_000_000))[0].final_window == 30
 
