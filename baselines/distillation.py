@@ -61,6 +61,8 @@ class Distillation(Method):
     teacher_state_fraction = 0.1
     student_fraction = 0.2
     student_noise = 0.1
+    own_step_axis = ("its student trains after its dense teacher's whole run, so its steps are not on this axis; its "
+                     "teacher is the dense curve")
 
     def make_controller(self, role, network, optimizer, cfg, update_every, generator):
         # What the deliverable looks like, for `rlx2 flops`: a sparse actor; the critic is the teacher's, dense.

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rlx2 import __version__
-from rlx2.config import MAX_SEED, ConfigError, RunConfig
+from rlx2.config import DEFAULT_REPS, MAX_SEED, ConfigError, RunConfig
 from rlx2.suite import SuiteError
 
 EXIT_BAD_INPUT, EXIT_FAULT, EXIT_INTERRUPTED = 2, 1, 130
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--profile", default=None)
     report.add_argument("--results", default=None, help="results directory (default: results/<suite>/<profile>)")
     report.add_argument("--out", default=None, help="report directory (default: reports/<suite>/<profile>)")
-    report.add_argument("--reps", type=_integer, default=2_000, help="bootstrap replications")
+    report.add_argument("--reps", type=_integer, default=DEFAULT_REPS, help="bootstrap replications")
     report.add_argument("--seed", type=_integer, default=0, help="seed of every bootstrap")
     report.add_argument("--force", action="store_true",
                         help="replace an existing report even if it was built from more finished runs")
@@ -604,7 +604,7 @@ def _suite_run(args: argparse.Namespace, suite, results: Path) -> int:
     outcome = execute(executor, runs, results, (*suite.modules, *_module_paths(args)), retry_failed=args.retry_failed)
     print(outcome.summary())
     if args.report:
-        _report(suite, results, None, 2_000, 0, force=False, allow_missing=True)  # failures already set the exit code
+        _report(suite, results, None, DEFAULT_REPS, 0, force=False, allow_missing=True)  # failures already set the exit code
     return 0 if outcome.ok else 1
 
 
@@ -658,7 +658,8 @@ def _report(suite, results: Path, out: Path | None, reps: int, seed: int, *, for
             paths: dict[str, Path] | None = None) -> int:
     """Write the report; 1 when it is refused, or when runs are missing and that is not allowed."""
     from rlx2.records import writable_directory
-    from rlx2.report import ReportRefused, ReportSettings, build_report, report_out_problem
+    from rlx2.report import ReportRefused, build_report, report_out_problem
+    from rlx2.scores import ReportSettings
 
     out = out or Path("reports") / suite.name / suite.profile
     problem = report_out_problem(out) or writable_directory(out.parent)

@@ -58,6 +58,8 @@ BUDGET_SCALED = {
 BUFFER_MIN_FLOOR = 1_000
 #: The final score averages this fraction of a run's evaluations (30 of the paper's 600), at least FINAL_MIN.
 FINAL_FRACTION, FINAL_MIN = 0.05, 3
+#: Bootstrap replications of every interval of a report (``rlx2 report --reps``; ``rlx2.stats`` draws them).
+DEFAULT_REPS = 2_000
 #: Sane upper bounds: a setting beyond them is a typo, not an experiment.
 MAX_STEPS = 100_000_000
 MAX_SEED = 999_999_999

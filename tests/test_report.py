@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from rlx2.config import run_id
-from rlx2.report import DenseReference, ReportSettings, build_report, interval_cell, package_versions, versus_paper
+from rlx2.report import build_report, package_versions, versus_paper
+from rlx2.scores import DenseReference, ReportSettings, interval_cell
 from rlx2.stats import normalise
 from rlx2.suite import load_suite
 from test_faults import make_suite
@@ -119,7 +120,7 @@ def test_when_dense_does_not_beat_the_random_policy_ratios_are_not_findings(tmp_
 
 
 def test_normalised_scores_never_invert_the_ordering_of_raw_scores():
-    from rlx2.report import DenseReference, normalised_scores
+    from rlx2.scores import DenseReference, normalised_scores
 
     rng = np.random.default_rng(0)
     for trial in range(200):
@@ -252,7 +253,7 @@ def test_the_final_score_averages_the_last_five_percent_of_the_evaluations_made(
 
 
 def test_a_dense_reference_needs_seeds_and_an_interval_clear_of_random_and_zero():
-    from rlx2.report import DenseReference
+    from rlx2.scores import DenseReference
 
     assert DenseReference(20.0, 500.0, 400.0, 600.0, 3).problem is None
     assert "one dense run" in DenseReference(20.0, 500.0, 500.0, 500.0, 1).problem

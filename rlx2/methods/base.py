@@ -61,6 +61,9 @@ class Method:
     dynamic_buffer: ClassVar[bool] = False
     #: False for methods whose networks are dense; ``resolve`` then records 0 sparsity.
     uses_sparsity: ClassVar[bool] = False
+    #: Why its evaluations lie on a step axis of their own (None: they are the run's environment steps, like every
+    #: off-policy run's); learning-curve figures leave such a method out and say why.
+    own_step_axis: ClassVar[str | None] = None
     #: A procedure of the method's own, ``run(ctx) -> RunResult``, replacing the off-policy loop (None: the loop).
     run: ClassVar[Callable[[RunContext], RunResult] | None] = None
 
