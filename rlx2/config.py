@@ -27,7 +27,6 @@ records which ones were (``scaled_to_budget``).
 
 import dataclasses
 import math
-import typing
 from dataclasses import field
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -220,12 +219,6 @@ class RunConfig:
         return schema
 
     @classmethod
-    def choices(cls, name: str) -> tuple[str, ...] | None:
-        """The allowed values of a setting with a fixed set of them (the first is the default), else None."""
-        hint = typing.get_type_hints(cls)[name]
-        return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
-
-    @classmethod
     def saved_matches(cls, saved: dict[str, Any], wanted: "RunConfig") -> list[str]:
         """Settings where a saved config differs from ``wanted`` (settings added since count as defaults)."""
         try:
@@ -310,12 +303,6 @@ def config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
     if reason.startswith("Value error, "):
         reason = reason[len("Value error, "):]
     return ConfigError(name, value, reason[0].lower() + reason[1:])
-
-
-#: Settings with a fixed set of values; the first is the default (the reference implementation's behaviour).
-CHOICES: dict[str, tuple[str, ...]] = {
-    f.name: RunConfig.choices(f.name) for f in dataclasses.fields(RunConfig) if RunConfig.choices(f.name)
-}
 
 
 def run_id(cfg: RunConfig) -> str:
