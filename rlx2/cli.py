@@ -337,14 +337,14 @@ def _load_methods_modules(args: argparse.Namespace) -> None:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from rlx2.train import RunAlreadyFinished, RunSettingsMismatch, prepare, train
+    from rlx2.train import RunAlreadyFinished, RunSettingsMismatch, prepare, run
 
     cfg = config_from_args(args)
     _refuse_unhonoured(cfg, _given(args))
     _path("out", args.out)
-    prepare(cfg, args.out)  # every input checked before any file is written
+    prepared = prepare(cfg, args.out)  # every input checked before any file is written
     try:
-        result = train(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
+        result = run(prepared, progress=not args.quiet, overwrite=args.overwrite)
     except (RunAlreadyFinished, RunSettingsMismatch) as exc:
         raise CommandFailed(str(exc)) from None
     print(json.dumps({k: result[k] for k in ("run_id", "final_score", "final_window", "steps_per_second")}))
