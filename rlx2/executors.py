@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from rlx2.config import RunConfig, run_id
 from rlx2.records import CHECKPOINT_FILE, RunDirectory
-from rlx2.worker import EXIT_DIVERGED, EXIT_LOCKED
+from rlx2.worker import attempt_outcome
 
 LOG_FILE = "worker.log"
 #: What ``run_state`` can say of a run.
@@ -117,6 +117,11 @@ def worker_command(cfg: RunConfig, results: Path, modules: tuple[str, ...], pare
     if parent is not None:
         command += ["--parent", str(parent)]
     return command
+
+
+def _divergence(run_dir: RunDirectory) -> str:
+    """Why a run diverged, as its worker recorded it."""
+    return (run_dir.failure() or {}).get("reason", "diverged")
 
 
 def _crash_reason(code: int, run_dir: RunDirectory) -> str:
@@ -239,13 +244,14 @@ class LocalExecutor:
                 for process in [p for p in running if p.poll() is not None]:
                     cfg, attempt, run_dir = running.pop(process)
                     name, code = run_id(cfg), process.returncode
-                    if code == 0:
+                    ended = attempt_outcome(code)
+                    if ended == "done":
                         outcome.finished += 1
                         progress.ended(cfg, run_dir)
-                    elif code == EXIT_DIVERGED:
-                        outcome.failed[name] = (run_dir.failure() or {}).get("reason", "diverged")
+                    elif ended == "diverged":
+                        outcome.failed[name] = _divergence(run_dir)
                         progress.ended(cfg, run_dir, outcome.failed[name])
-                    elif code == EXIT_LOCKED:
+                    elif ended == "locked":
                         queue.append((cfg, attempt))  # lost a race for the lock: wait for the other runner
                     else:
                         reason = _crash_reason(code, run_dir)
@@ -316,14 +322,14 @@ class RayExecutor:
                     run_dir.fail(reason, "crashed")
                     outcome.failed[name] = reason
                     code = None
-                line = f"ended {name}"
-                if code == 0:
+                line, ended = f"ended {name}", attempt_outcome(code)
+                if ended == "done":
                     outcome.finished += 1
                     result = run_dir.result()
                     line = f"finished {name}" + (f": score {result.final_score:.1f}" if result is not None else "")
-                elif code == EXIT_DIVERGED:
-                    outcome.failed[name] = (run_dir.failure() or {}).get("reason", "diverged")
-                elif code == EXIT_LOCKED:
+                elif ended == "diverged":
+                    outcome.failed[name] = _divergence(run_dir)
+                elif ended == "locked":
                     outcome.elsewhere.append(name)
                     line = f"held elsewhere: {name}"
                 if name in outcome.failed:
@@ -353,7 +359,7 @@ def _ray_run(config: dict, results: str, modules: tuple[str, ...], *after: int) 
     with open(run_dir.path / LOG_FILE, "a") as log:
         code = subprocess.run(worker_command(cfg, Path(results), modules, os.getpid()), stdout=log,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
-    if code not in (0, EXIT_DIVERGED, EXIT_LOCKED):
+    if attempt_outcome(code) == "crashed":
         raise WorkerCrashed(_crash_reason(code, run_dir))
     return code
 
