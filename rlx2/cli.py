@@ -535,7 +535,7 @@ def _suite_status(suite, results: Path) -> int:
     for cfg in suite.runs:
         run_dir = RunDirectory(results / run_id(cfg))
         mismatch = other_settings(cfg, run_dir)
-        corrupt = config_problem(run_dir) or (read_evaluations(run_dir.path / "evaluations.csv")[1]
+        corrupt = config_problem(run_dir) or (read_evaluations(run_dir.evaluations_file)[1]
                                               if run_dir.finished else None)
         states.append((run_id(cfg), *(("mismatch", mismatch) if mismatch else ("corrupt", corrupt) if corrupt
                                       else run_state(run_dir))))
@@ -714,7 +714,7 @@ def _runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             continue
         cfg = RunConfig.from_dict(run_dir.saved_config()["config"])
         state, detail = run_state(run_dir)
-        curve_problem = read_evaluations(path / "evaluations.csv")[1] if state == "done" else None
+        curve_problem = read_evaluations(run_dir.evaluations_file)[1] if state == "done" else None
         if curve_problem:
             state, detail = "corrupt", curve_problem
         result = run_dir.result()

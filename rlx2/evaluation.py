@@ -89,7 +89,7 @@ def load_agent(run_dir: str | Path):
 
     run_dir = Path(run_dir)
     cfg, obs_dim, act_dim = run_settings(run_dir)
-    model = run_dir / "model.pt"
+    model = RunDirectory(run_dir).model_file
     if not model.is_file():
         raise ConfigError("run_dir", str(run_dir), "has no model.pt (unfinished, or a method that keeps none)")
     method = get_method(cfg.method)()

@@ -23,7 +23,6 @@ from rlx2.config import RunConfig, run_id
 from rlx2.records import CHECKPOINT_FILE, RunDirectory
 from rlx2.worker import attempt_outcome
 
-LOG_FILE = "worker.log"
 #: What ``run_state`` can say of a run.
 STATES = ("done", "running", "corrupt", "failed", "partial", "pending")
 
@@ -72,7 +71,7 @@ def run_state(run_dir: RunDirectory) -> tuple[str, str]:
 def steps_logged(run_dir: RunDirectory) -> int:
     """The last step a run logged diagnostics for (0 when none)."""
     try:
-        with open(run_dir.path / "diagnostics.csv", "rb") as f:
+        with open(run_dir.diagnostics_file, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 512))
             last = f.read().decode(errors="ignore").strip().splitlines()[-1]
@@ -127,7 +126,7 @@ def _divergence(run_dir: RunDirectory) -> str:
 def _crash_reason(code: int, run_dir: RunDirectory) -> str:
     reason = f"signal {-code}" if code < 0 else f"exit code {code}"
     try:
-        tail = (run_dir.path / LOG_FILE).read_text().strip().splitlines()[-1:]
+        tail = run_dir.log_file.read_text().strip().splitlines()[-1:]
     except OSError:
         tail = []
     return reason + (f" ({tail[0][:200]})" if tail else "")
@@ -236,7 +235,7 @@ class LocalExecutor:
                         continue
                     run_dir.path.mkdir(parents=True, exist_ok=True)
                     progress.started(cfg, run_dir)
-                    log = open(run_dir.path / LOG_FILE, "a")
+                    log = open(run_dir.log_file, "a")
                     process = subprocess.Popen(worker_command(cfg, results, modules, os.getpid()), stdout=log,
                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                     log.close()
@@ -356,7 +355,7 @@ def _ray_run(config: dict, results: str, modules: tuple[str, ...], *after: int) 
     cfg = RunConfig.from_dict(config)
     run_dir = RunDirectory(Path(results) / run_id(cfg))
     run_dir.path.mkdir(parents=True, exist_ok=True)
-    with open(run_dir.path / LOG_FILE, "a") as log:
+    with open(run_dir.log_file, "a") as log:
         code = subprocess.run(worker_command(cfg, Path(results), modules, os.getpid()), stdout=log,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
     if attempt_outcome(code) == "crashed":

@@ -33,12 +33,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+CONFIG_FILE = "config.json"
+EVALUATIONS_FILE = "evaluations.csv"
+TOPOLOGY_FILE = "topology.csv"
+DIAGNOSTICS_FILE = "diagnostics.csv"
+MODEL_FILE = "model.pt"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 FAILURE_FILE = "failure.json"
 LOCK_FILE = ".lock"
+LOG_FILE = "worker.log"  # a suite worker's output
 #: The files a run writes (besides its lock and a suite worker's log), which a fresh start clears.
-RUN_FILES = ("config.json", "evaluations.csv", "topology.csv", "diagnostics.csv", "model.pt", CHECKPOINT_FILE,
+RUN_FILES = (CONFIG_FILE, EVALUATIONS_FILE, TOPOLOGY_FILE, DIAGNOSTICS_FILE, MODEL_FILE, CHECKPOINT_FILE,
              FAILURE_FILE, RESULT_FILE)
 
 
@@ -267,6 +273,27 @@ class RunDirectory:
         #: Extra entries ``start`` adds to ``config.json`` (e.g. which settings were scaled to the budget).
         self.metadata: dict[str, Any] = {}
 
+    # -- where each file lies (readers open them through these) -----------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def evaluations_file(self) -> Path:
+        return self.path / EVALUATIONS_FILE
+
+    @property
+    def diagnostics_file(self) -> Path:
+        return self.path / DIAGNOSTICS_FILE
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / LOG_FILE
+
     def result(self) -> RunResult | None:
         """The result record, or None when the run is unfinished (or the record is unreadable or corrupt)."""
         record, problem = self._read_result()
@@ -294,7 +321,7 @@ class RunDirectory:
     def saved_config(self) -> dict[str, Any] | None:
         """What ``config.json`` holds (the resolved config under ``"config"``, versions, ...), or None if unreadable."""
         try:
-            data = json.loads((self.path / "config.json").read_text())
+            data = json.loads(self.config_file.read_text())
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
@@ -347,18 +374,18 @@ class RunDirectory:
         for name in RUN_FILES:  # only what a run writes: a file someone else put here stays
             for leftover in (self.path / name, self.path / f"{name}.tmp"):
                 leftover.unlink(missing_ok=True)
-        atomic_write_text(self.path / "config.json",
+        atomic_write_text(self.config_file,
                           json.dumps({**config, **self.metadata}, indent=2, sort_keys=True) + "\n")
-        self.evaluations = CsvLog(self.path / "evaluations.csv", self.EVAL_COLUMNS)
-        self.topology = CsvLog(self.path / "topology.csv", self.TOPOLOGY_COLUMNS)
-        self.diagnostics = CsvLog(self.path / "diagnostics.csv", self.DIAGNOSTIC_COLUMNS)
+        self.evaluations = CsvLog(self.evaluations_file, self.EVAL_COLUMNS)
+        self.topology = CsvLog(self.path / TOPOLOGY_FILE, self.TOPOLOGY_COLUMNS)
+        self.diagnostics = CsvLog(self.diagnostics_file, self.DIAGNOSTIC_COLUMNS)
 
     def resume(self, step: int) -> None:
         """Continue from a checkpoint taken at ``step``: logs are cut back to it."""
         (self.path / FAILURE_FILE).unlink(missing_ok=True)
-        self.evaluations = CsvLog(self.path / "evaluations.csv", self.EVAL_COLUMNS, keep_until_step=step)
-        self.topology = CsvLog(self.path / "topology.csv", self.TOPOLOGY_COLUMNS, keep_until_step=step)
-        self.diagnostics = CsvLog(self.path / "diagnostics.csv", self.DIAGNOSTIC_COLUMNS, keep_until_step=step)
+        self.evaluations = CsvLog(self.evaluations_file, self.EVAL_COLUMNS, keep_until_step=step)
+        self.topology = CsvLog(self.path / TOPOLOGY_FILE, self.TOPOLOGY_COLUMNS, keep_until_step=step)
+        self.diagnostics = CsvLog(self.diagnostics_file, self.DIAGNOSTIC_COLUMNS, keep_until_step=step)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         atomic_torch_save(state, self.path / CHECKPOINT_FILE)
@@ -402,7 +429,7 @@ class RunDirectory:
         writer.flush()
 
     def save_model(self, state: dict[str, Any]) -> None:
-        atomic_torch_save(state, self.path / "model.pt")
+        atomic_torch_save(state, self.model_file)
 
     def finish(self, result: RunResult) -> None:
         """Close the logs and write the result record, last and atomically."""
