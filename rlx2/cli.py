@@ -501,28 +501,11 @@ def _path(name: str, text: str) -> Path:
 
 
 def _suite_list() -> int:
-    import tomllib
-
-    from rlx2.suite import available_suites
+    from rlx2.suite import available_suites, suite_listing
 
     for path in available_suites():
-        try:
-            data = tomllib.loads(path.read_text())
-            profiles = data.get("profiles", {})
-            default = data.get("suite", {}).get("default_profile")
-            print(f"{path.stem}: " + ", ".join(
-                f"{name}{' (default)' if name == default else ''} [{p.get('steps'):,} steps x {_profile_seeds(p)}]"
-                for name, p in profiles.items()))
-        except (OSError, ValueError, TypeError, AttributeError) as exc:  # one bad file does not hide the others
-            print(f"{path.stem}: unreadable ({path}: {exc})")
+        print(suite_listing(path))
     return 0
-
-
-def _profile_seeds(profile: dict) -> str:
-    """``5 seeds``, or ``5 seeds (sb3: 1)`` for a profile that runs some methods at other seed counts."""
-    fewer = profile.get("method_seeds", {})
-    listed = ", ".join(f"{m}: {n}" for m, n in fewer.items()) if isinstance(fewer, dict) else ""
-    return f"{profile.get('seeds')} seeds" + (f" ({listed})" if listed else "")
 
 
 def _suite_status(suite, results: Path) -> int:

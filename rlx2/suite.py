@@ -139,6 +139,29 @@ def read_suite_file(name_or_path: str) -> tuple[Path, dict[str, Any]]:
     return path, data
 
 
+def suite_listing(path: Path) -> str:
+    """One line for ``rlx2 suite list``: the suite's profiles, the default marked, with budget and seeds; a file that
+    cannot be read says so (one bad file does not hide the others)."""
+    try:
+        _, data = read_suite_file(str(path))
+        profiles = data.get("profiles", {})
+        default = data.get("suite", {}).get("default_profile")
+        return f"{path.stem}: " + ", ".join(
+            f"{name}{' (default)' if name == default else ''} [{p.get('steps'):,} steps x {_profile_seeds(p)}]"
+            for name, p in profiles.items())
+    except SuiteError as exc:  # names the file already
+        return f"{path.stem}: unreadable ({exc})"
+    except (ValueError, TypeError, AttributeError) as exc:
+        return f"{path.stem}: unreadable ({path}: {exc})"
+
+
+def _profile_seeds(profile: dict) -> str:
+    """``5 seeds``, or ``5 seeds (sb3: 1)`` for a profile that runs some methods at other seed counts."""
+    fewer = profile.get("method_seeds", {})
+    listed = ", ".join(f"{m}: {n}" for m, n in fewer.items()) if isinstance(fewer, dict) else ""
+    return f"{profile.get('seeds')} seeds" + (f" ({listed})" if listed else "")
+
+
 def suite_head(path: Path, data: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
     """The ``[suite]`` table and its algorithms, tasks and methods."""
     head = data.get("suite")
