@@ -115,7 +115,15 @@ def _float(**bounds: float) -> Any:
 
 Steps = _int(ge=1, le=MAX_STEPS)
 Interval = _int(ge=1, le=MAX_STEPS)  # environment or optimiser steps between two events
-Fraction = _float(ge=0.0, lt=1.0)
+#: A sparsity lies in [0, 1): at 1 a network would have no weight left. The one rule, for settings, suite files and
+#: the density distributions.
+SPARSITY_LOW, SPARSITY_BELOW = 0.0, 1.0
+Fraction = _float(ge=SPARSITY_LOW, lt=SPARSITY_BELOW)
+
+
+def is_sparsity(value: float) -> bool:
+    """Whether ``value`` is a sparsity: in [0, 1) (``Fraction``'s range)."""
+    return SPARSITY_LOW <= value < SPARSITY_BELOW
 Flag = Annotated[bool, Strict()]
 
 

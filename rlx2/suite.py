@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlx2.config import ALGOS, MAX_STEPS, ConfigError, RunConfig
+from rlx2.config import ALGOS, MAX_STEPS, ConfigError, RunConfig, is_sparsity
 
 #: Where suite names are looked up: ./suites first, then the suites/ beside the package source.
 SUITES_DIRS = (Path("suites"), Path(__file__).resolve().parent.parent / "suites")
@@ -277,7 +277,7 @@ def sparsities(path: Path, data: dict[str, Any], algos: list[str], tasks: list[s
                     or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)):
                 raise SuiteError(path, f"sparsity.{algo}.{task}", pair, "must be [actor, critic] sparsities")
             for role, value in zip(("actor", "critic"), pair):
-                if not 0.0 <= value < 1.0:
+                if not is_sparsity(value):
                     raise SuiteError(path, f"sparsity.{algo}.{task}", pair, f"{role} sparsity {value} outside [0, 1)")
     return table
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rlx2.config import is_sparsity
+
 Shape = tuple[int, int]  # (out_features, in_features), as torch stores Linear weights
 
 
 def _check_sparsity(sparsity: float) -> None:
-    if not 0.0 <= sparsity < 1.0:
+    if not is_sparsity(sparsity):
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
 
 
