@@ -39,6 +39,13 @@ ALGOS = ("td3", "sac")
 BACKENDS = ("auto", "masked-dense", "csr")
 #: ``auto`` computes a layer with CSR kernels at or below this density.
 CSR_MAX_DENSITY = 0.25
+#: The choices of the settings the sparse machinery and the agents implement, listed once: the settings' types
+#: below and the modules that implement them (``rlx2.sparse``, ``rlx2.agents``) check against these.
+DISTRIBUTIONS = ("er", "uniform")
+MASK_INITS = ("magnitude", "random")
+REGROWS = ("keep", "reset")
+GROWN_ADAMS = ("keep", "zero")
+SAC_LOG_STDS = ("tanh", "clamp")
 #: Replay capacity bounds (min, max) per algorithm, spec section 6.
 BUFFER_BOUNDS = {"td3": (100_000, 1_000_000), "sac": (200_000, 3_000_000)}
 #: The paper's budget, environment steps per run (spec section 7).
@@ -142,8 +149,8 @@ class RunConfig:
     steps: Steps = _f(3_000_000, "environment steps in total, warm-up included")
     actor_sparsity: Fraction = _f(0.9, "fraction of the actor's weights that are zero, in [0, 1)")
     critic_sparsity: Fraction = _f(0.85, "fraction of the critic's weights (both Q nets) that are zero, in [0, 1)")
-    sparsity_distribution: Literal["er", "uniform"] = _f("er", "how a network's sparsity is split over layers: er or uniform")
-    mask_init: Literal["magnitude", "random"] = _f("magnitude", "initial masks: magnitude (reference: each layer keeps its largest initial "
+    sparsity_distribution: Literal[DISTRIBUTIONS] = _f("er", "how a network's sparsity is split over layers: er or uniform")
+    mask_init: Literal[MASK_INITS] = _f("magnitude", "initial masks: magnitude (reference: each layer keeps its largest initial "
                                      "weights) or random (uniformly chosen)")
     hidden_sizes: Annotated[tuple[_int(ge=1, le=MAX_WIDTH), ...], Field(min_length=1, max_length=8)] = _f((256, 256), "hidden widths of every network")
     warmup_steps: _int(ge=0, le=MAX_STEPS) | None = _f(None, "random-action steps before learning starts (default: 25 000 x steps/3M, at least 1 000)")
@@ -156,15 +163,15 @@ class RunConfig:
     target_noise_clip: _float(ge=0.0, le=1e3) = _f(0.5, "TD3: clip of target policy smoothing noise")
     policy_delay: _int(ge=1, le=1_000) = _f(2, "TD3: critic updates per actor and target update")
     sac_explore: Literal["mean", "sample"] = _f("mean", "SAC: act during training with the mean action (reference) or a sample of the policy")
-    sac_log_std: Literal["tanh", "clamp"] = _f("tanh", "SAC: log-std = -5 + 3.5 (tanh(raw) + 1) (reference) or raw clamped to [-5, 2]")
+    sac_log_std: Literal[SAC_LOG_STDS] = _f("tanh", "SAC: log-std = -5 + 3.5 (tanh(raw) + 1) (reference) or raw clamped to [-5, 2]")
     alpha_loss: Literal["reference", "log-alpha"] = _f("reference", "SAC temperature loss: reference, mean(alpha (-log pi - target entropy)), or "
                                       "log-alpha, mean(-log alpha (log pi + target entropy)), whose gradient is "
                                       "1/alpha times the reference's")
     delta: Interval | None = _f(None, "optimiser steps of a network between topology updates (default: 10 000 x steps/3M, at least 100)")
     zeta: _float(ge=0.0, le=1.0) = _f(0.5, "initial fraction of active weights replaced per topology update")
-    regrow: Literal["keep", "reset"] = _f("keep", "a weight dropped and regrown in one topology update: keep (reference: its value and "
+    regrow: Literal[REGROWS] = _f("keep", "a weight dropped and regrown in one topology update: keep (reference: its value and "
                              "optimiser state) or reset (to zero, as a new connection)")
-    grown_adam: Literal["keep", "zero"] = _f("keep", "Adam moments of newly grown connections: keep (reference: never reset) or zero")
+    grown_adam: Literal[GROWN_ADAMS] = _f("keep", "Adam moments of newly grown connections: keep (reference: never reset) or zero")
     critic_grow_gradient: Literal["reference", "critic-loss"] = _f("reference", "the critic's grow score: reference (critic-loss gradient plus the "
                                                 "actor loss's gradient through the critic from the iteration before, "
                                                 "which the reference accumulates; SAC always, TD3 when delta is odd) "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rlx2.config import is_sparsity
+from rlx2.config import DISTRIBUTIONS as NAMES, is_sparsity
 
 Shape = tuple[int, int]  # (out_features, in_features), as torch stores Linear weights
 
@@ -49,7 +49,7 @@ def uniform_densities(shapes: Sequence[Shape], sparsity: float) -> list[float]:
     return [1.0 - sparsity for _ in shapes]
 
 
-DISTRIBUTIONS = {"er": erdos_renyi_densities, "uniform": uniform_densities}
+DISTRIBUTIONS = dict(zip(NAMES, (erdos_renyi_densities, uniform_densities)))  # the settings' order: er, uniform
 
 
 def layer_densities(shapes: Sequence[Shape], sparsity: float, distribution: str = "er") -> list[float]:
