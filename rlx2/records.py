@@ -259,6 +259,11 @@ def _fmt(value: Any) -> Any:
     return "" if value is None else value
 
 
+def _file(name: str) -> property:
+    """A run directory's path of its file ``name``."""
+    return property(lambda run_dir: run_dir.path / name, doc=f"The run's {name}.")
+
+
 class RunDirectory:
     """Creates and fills one run directory (see module docstring for its layout)."""
 
@@ -274,25 +279,11 @@ class RunDirectory:
         self.metadata: dict[str, Any] = {}
 
     # -- where each file lies (readers open them through these) -----------------
-    @property
-    def config_file(self) -> Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def evaluations_file(self) -> Path:
-        return self.path / EVALUATIONS_FILE
-
-    @property
-    def diagnostics_file(self) -> Path:
-        return self.path / DIAGNOSTICS_FILE
-
-    @property
-    def model_file(self) -> Path:
-        return self.path / MODEL_FILE
-
-    @property
-    def log_file(self) -> Path:
-        return self.path / LOG_FILE
+    config_file = _file(CONFIG_FILE)
+    evaluations_file = _file(EVALUATIONS_FILE)
+    diagnostics_file = _file(DIAGNOSTICS_FILE)
+    model_file = _file(MODEL_FILE)
+    log_file = _file(LOG_FILE)
 
     def result(self) -> RunResult | None:
         """The result record, or None when the run is unfinished (or the record is unreadable or corrupt)."""
