@@ -98,8 +98,12 @@ def layer_of(module: str, layers: list[str]) -> int | None:
 
 
 def against_layers(edges: dict[str, set[str]], layers: list[str]) -> list[str]:
-    """One line per module the diagram does not place and per import of a higher layer's module."""
+    """One line per module the diagram does not place, per line of it that names no module, and per import of a
+    higher layer's module."""
     problems = [f"{m}: not in the README's architecture diagram" for m in sorted(edges) if layer_of(m, layers) is None]
+    placed = {layer_of(m, layers) for m in edges}
+    problems += [f"{entry}: in the README's architecture diagram, but no such module" for index, entry in
+                 enumerate(layers) if index not in placed]
     for module in sorted(edges):
         here = layer_of(module, layers)
         for target in sorted(edges[module]):
@@ -124,6 +128,8 @@ def test_an_upward_import_or_an_unplaced_module_is_caught():
     assert against_layers({**edges, "rlx2.config": {"rlx2.sparse.backend"}}, layers) == [
         "rlx2.config imports rlx2.sparse.backend: rlx2/sparse/ is not below rlx2/config.py"]
     assert against_layers({**edges, "rlx2.new": set()}, layers) == ["rlx2.new: not in the README's architecture diagram"]
+    assert against_layers({k: v for k, v in edges.items() if k != "rlx2.train"}, layers) == [
+        "rlx2/train.py: in the README's architecture diagram, but no such module"]
 
 
 def test_the_import_graph_has_no_circles():
