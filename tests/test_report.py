@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from rlx2.config import run_id
-from rlx2.report import DenseReference, ReportSettings, build_report, interval_cell, package_versions, versus_paper
+from rlx2.report import build_report, package_versions, versus_paper
+from rlx2.scores import DenseReference, ReportSettings, interval_cell
 from rlx2.stats import normalise
 from rlx2.suite import load_suite
 from test_faults import make_suite
@@ -119,7 +120,7 @@ def test_when_dense_does_not_beat_the_random_policy_ratios_are_not_findings(tmp_
 
 
 def test_normalised_scores_never_invert_the_ordering_of_raw_scores():
-    from rlx2.report import DenseReference, normalised_scores
+    from rlx2.scores import DenseReference, normalised_scores
 
     rng = np.random.default_rng(0)
     for trial in range(200):
@@ -234,7 +235,7 @@ def test_the_final_score_averages_the_last_five_percent_of_the_evaluations_made(
     from rlx2.config import RunConfig
     from rlx2.methods import resolve
     from rlx2.recorder import Recorder
-    from rlx2.records import RunDirectory
+    from rlx2.records import RunDirectory, RunResult
 
     # 20 evaluations (10 000 steps, one every 500): the last 5 % is 1, so the floor of 3 applies
     cfg, method = resolve(RunConfig(steps=10_000, eval_every=500))
@@ -244,14 +245,15 @@ def test_the_final_score_averages_the_last_five_percent_of_the_evaluations_made(
     run_dir.start({"config": cfg.to_dict()})
     recorder = Recorder(cfg, method, run_dir)
     recorder.evaluations = list(curve)
-    result = recorder.finish(None, steps=cfg.steps)
-    assert result["final_score"] == (180.0 + 190.0 + 200.0) / 3 and result["final_window"] == 3
+    result = recorder.finish(None, RunResult(steps=cfg.steps, iterations=0, wall_seconds=0.0, steps_per_second=None,
+                                             final_densities={}, flops={}))
+    assert result.final_score == (180.0 + 190.0 + 200.0) / 3 and result.final_window == 3
     # 600 evaluations (the paper's 3M steps, one every 5 000): the last 30
     assert resolve(RunConfig(steps=3_000_000))[0].final_window == 30
 
 
 def test_a_dense_reference_needs_seeds_and_an_interval_clear_of_random_and_zero():
-    from rlx2.report import DenseReference
+    from rlx2.scores import DenseReference
 
     assert DenseReference(20.0, 500.0, 400.0, 600.0, 3).problem is None
     assert "one dense run" in DenseReference(20.0, 500.0, 500.0, 500.0, 1).problem
