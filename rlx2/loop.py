@@ -34,6 +34,7 @@ import torch
 
 from rlx2.agents import make_agent
 from rlx2.config import run_id
+from rlx2.records import git_commit
 from rlx2.procedure import RunContext, RunResult, Session
 from rlx2.replay import DynamicCapacity, ReplayBuffer
 
@@ -50,6 +51,8 @@ class LoopState:
     window: dict[str, list[float]] = field(default_factory=dict)
     wall_seconds: float = 0.0
     learning_seconds: float = 0.0
+    #: Each resume's step and the code's commit then: a run resumed after the code moved on trained on both commits.
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Clock:
@@ -160,7 +163,7 @@ class OffPolicyRun:
         return session.finish(self.agent.state_dict(), RunResult(
             steps=cfg.steps, iterations=self.agent.iterations, wall_seconds=self.clock.wall_seconds(),
             steps_per_second=self.rate(), final_buffer_size=len(self.buffer), final_densities=self.agent.densities(),
-            flops=self.flops()))
+            flops=self.flops(), resumes=self.state.resumes))
 
     def flops(self) -> dict[str, Any]:
         """The run's FLOPs and size by the method's accounting, at the agent's current masks."""
@@ -240,6 +243,7 @@ class OffPolicyRun:
         loop = dict(checkpoint["loop"])
         self.session.recorder.evaluations = list(loop.pop("evaluations"))
         self.state = LoopState(**loop)
+        self.state.resumes.append({"step": self.state.step, "git_commit": git_commit()})
         print(f"{run_id(self.cfg)}: resuming from step {self.state.step:,} of {self.cfg.steps:,}", file=sys.stderr,
               flush=True)
         self.session.ctx.run_dir.resume(self.state.step)

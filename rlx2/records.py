@@ -77,6 +77,7 @@ class RunResult:
     final_densities: dict[str, dict[str, float]]
     flops: dict[str, Any]
     final_buffer_size: int | None = None
+    resumes: list[dict[str, Any]] = field(default_factory=list)  # {"step", "git_commit"} of each resume
     extra: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
     final_score: float = math.nan
@@ -118,6 +119,9 @@ def result_problem(record: Any) -> str | None:
     flops = record.get("flops")
     if not isinstance(flops, dict) or not all(_real(flops.get(k)) for k in ("size", "inference_flops_relative")):
         return "flops: missing or not numbers"
+    resumes = record.get("resumes", [])
+    if not isinstance(resumes, list) or not all(isinstance(r, dict) for r in resumes):
+        return f"resumes={resumes!r}: not a list of objects"
     return None
 
 

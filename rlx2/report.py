@@ -366,6 +366,7 @@ def run_facts(runs: list[RunConfig], results: Path, paths: dict[str, Path] | Non
         data = run_dir.saved_config() or {}
         versions.add(json.dumps(data.get("versions", {}), sort_keys=True))
         commits.add(str(data.get("git_commit")))
+        commits.update(str(resume.get("git_commit")) for resume in result.resumes)  # resumed on later code
         seconds += float(result.wall_seconds or 0.0)
     return {"versions": [json.loads(v) for v in sorted(versions)], "commits": sorted(commits),
             "run_hours": seconds / 3600}

@@ -195,6 +195,23 @@ def test_a_wrong_typed_result_is_a_corrupt_run_not_a_crash(tmp_path, capsys):
     assert "td3/Hopper-v5/static/seed-0  corrupt" in capsys.readouterr().out
 
 
+def test_a_run_resumed_on_later_code_lists_that_commit_too(tmp_path):
+    import json
+
+    suite = fixture_suite()
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE / "results", results)
+    record = results / "td3/Hopper-v5/static/seed-0/result.json"
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "resumes": [{"step": 25_000, "git_commit": "later0commit"}]}))
+    build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "r", SETTINGS)
+    commits = next(line for line in (tmp_path / "r" / "index.md").read_text().splitlines() if "code commit(s)" in line)
+    assert "later0commit" in commits and len(commits.split(", ")) == 2  # the fixture's own commit, and the resume's
+    record.write_text(json.dumps({**data, "resumes": "later0commit"}))
+    summary = build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "r2", SETTINGS)
+    assert summary["missing"] == ["td3/Hopper-v5/static/seed-0"]
+
+
 @pytest.fixture(scope="module")
 def fixture_results(tmp_path_factory):
     """A tiny real suite (TD3 Hopper-v5, dense / static / rlx2, 2 seeds) run by the local executor."""
