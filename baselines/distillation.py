@@ -31,17 +31,15 @@ import time
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from rlx2.agents import make_agent
 from rlx2.config import final_window, run_id
-from rlx2.envs import ActionScaler, make_env
-from rlx2.evaluation import load_agent
+from rlx2.evaluation import ActorPolicy, load_agent
 from rlx2.methods import Method, register, resolve
-from rlx2.recorder import Recorder
+from rlx2.procedure import RunContext, RunResult, Session
 from rlx2.sparse.controller import MaskController
 from rlx2.sparse.distribution import active_counts, layer_densities
-from rlx2.sparse.flops import NetworkCosts, TrainingCost, dense_run_flops, flops_report
+from rlx2.sparse.flops import NetworkCosts, TrainingCost, dense_run_flops
 from rlx2.sparse.layers import magnitude_mask, masked_layers, sparsify
 
 
@@ -63,6 +61,8 @@ class Distillation(Method):
     teacher_state_fraction = 0.1
     student_fraction = 0.2
     student_noise = 0.1
+    own_step_axis = ("its student trains after its dense teacher's whole run, so its steps are not on this axis; its "
+                     "teacher is the dense curve")
 
     def make_controller(self, role, network, optimizer, cfg, update_every, generator):
         # What the deliverable looks like, for `rlx2 flops`: a sparse actor; the critic is the teacher's, dense.
@@ -91,43 +91,39 @@ class Distillation(Method):
         return [resolve(cfg.replace(method="dense"))[0]]
 
     # -- the run ----------------------------------------------------------------
-    def run(self, ctx):
+    def run(self, ctx: RunContext) -> RunResult:
         """Teacher (reused or trained through the lifecycle), its data, then the student's distillation."""
         cfg = ctx.cfg
         (teacher_cfg,) = self.depends_on(cfg)
         teacher_dir = ctx.dependency(teacher_cfg)
         teacher, teacher_result = load_agent(teacher_dir.path), teacher_dir.result()
-        env, eval_env = make_env(cfg.env), make_env(cfg.env)
-        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-        scale = ActionScaler(env.action_space)
+        teacher_states, student_steps = self.phase_steps(cfg)
+        session = Session(ctx, steps=student_steps, label=" student")
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
         student = prune_into_student(teacher.actor, cfg.actor_sparsity, cfg.sparsity_distribution)
         optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
         controller = MaskController(student, optimizer)
-        accounting = make_agent(cfg.algo, cfg=cfg, method=self, obs_dim=obs_dim, act_dim=act_dim,
+        accounting = make_agent(cfg.algo, cfg=cfg, method=self, obs_dim=session.obs_dim, act_dim=session.act_dim,
                                 generator=torch.Generator().manual_seed(cfg.seed))
-        flops = flops_report(cfg, obs_dim, act_dim, self.training_cost(cfg, accounting))
-        recorder = Recorder(cfg, self, ctx.run_dir)
-        recorder.start(env, {"student_actor": student}, {"actor": controller.densities()}, flops,
-                       {"actor": controller}, teacher={"run_id": run_id(teacher_cfg),
-                                                       "final_score": teacher_result["final_score"]})
-        teacher_states, student_steps = self.phase_steps(cfg)
-        data_obs = np.zeros((teacher_states + student_steps, obs_dim), np.float32)
-        data_act = np.zeros((teacher_states + student_steps, act_dim), np.float32)
-        with recorder.attempt(env, eval_env):
-            self.teacher_data(cfg, teacher, env, scale, rng, data_obs, data_act, teacher_states)
-            seconds = self.distil(cfg, teacher, student, controller, env, eval_env, scale, rng, data_obs, data_act,
-                                  teacher_states, recorder, ctx.progress)
-        return recorder.finish({"student_actor": student.state_dict()},
-                               window=final_window(len(recorder.evaluations)),  # the student's own evaluations
-                               steps=cfg.steps + student_steps, iterations=student_steps, wall_seconds=seconds,
-                               steps_per_second=student_steps / seconds, final_buffer_size=None,
-                               final_densities={"actor": controller.densities()}, flops=flops,
-                               teacher_final_score=teacher_result["final_score"])
+        flops = session.flops(self.training_cost(cfg, accounting))
+        session.start({"student_actor": student}, {"actor": controller.densities()}, flops, {"actor": controller},
+                      teacher={"run_id": run_id(teacher_cfg), "final_score": teacher_result.final_score})
+        data_obs = np.zeros((teacher_states + student_steps, session.obs_dim), np.float32)
+        data_act = np.zeros((teacher_states + student_steps, session.act_dim), np.float32)
+        with session.attempt():
+            self.teacher_data(cfg, teacher, session, rng, data_obs, data_act, teacher_states)
+            seconds = self.distil(cfg, teacher, student, controller, session, rng, data_obs, data_act, teacher_states)
+        return session.finish({"student_actor": student.state_dict()},
+                              RunResult(steps=cfg.steps + student_steps, iterations=student_steps, wall_seconds=seconds,
+                                        steps_per_second=student_steps / seconds, final_buffer_size=None,
+                                        final_densities={"actor": controller.densities()}, flops=flops,
+                                        extra={"teacher_final_score": teacher_result.final_score}),
+                              window=final_window(len(session.evaluations)))  # the student's own evaluations
 
     @staticmethod
-    def teacher_data(cfg, teacher, env, scale, rng, data_obs, data_act, count: int) -> None:
+    def teacher_data(cfg, teacher, session: Session, rng, data_obs, data_act, count: int) -> None:
         """The first ``count`` rows: states of the teacher's behaviour policy, labelled by its deterministic action."""
+        env, scale = session.env, session.scale
         obs, _ = env.reset(seed=cfg.seed + 1)
         for i in range(count):
             action, behaviour = teacher.explore(obs, rng)
@@ -136,60 +132,43 @@ class Distillation(Method):
             if terminated or truncated:
                 obs, _ = env.reset()
 
-    def distil(self, cfg, teacher, student, controller, env, eval_env, scale, rng, data_obs, data_act,
-               teacher_states: int, recorder: Recorder, progress: bool) -> float:
+    def distil(self, cfg, teacher, student, controller, session: Session, rng, data_obs, data_act,
+               teacher_states: int) -> float:
         """The student's own rollouts, labelled by the teacher, one Adam step on a mixed batch per step.
 
         Returns the seconds it took."""
+        env, scale, recorder = session.env, session.scale, session.recorder
         act_dim = data_act.shape[1]
         student_steps = len(data_obs) - teacher_states
         half = cfg.batch_size // 2
         losses: list[float] = []
         started = time.perf_counter()
-        actor_only = _ActorOnly(student)
+        policy = ActorPolicy(student)
         obs, _ = env.reset(seed=cfg.seed + 2)
-        bar = tqdm(total=student_steps, disable=not progress, unit="step", desc=f"{run_id(cfg)} student")
-        try:
-            for k in range(1, student_steps + 1):
-                with torch.no_grad():
-                    x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
-                    label = teacher.actor(x).squeeze(0).numpy()
-                    action = student(x).squeeze(0).numpy()
-                row = teacher_states + k - 1
-                data_obs[row], data_act[row] = obs, label
-                noisy = np.clip(action + rng.normal(0.0, self.student_noise, act_dim), -1.0, 1.0)
-                obs, _, terminated, truncated, _ = env.step(scale(noisy))
-                if terminated or truncated:
-                    obs, _ = env.reset()
-                own = rng.integers(teacher_states, row + 1, size=min(half, k))
-                from_teacher = rng.integers(0, teacher_states, size=cfg.batch_size - len(own))
-                idx = np.concatenate([from_teacher, own])
-                loss = F.mse_loss(student(torch.from_numpy(data_obs[idx])), torch.from_numpy(data_act[idx]))
-                optimizer = controller.optimizer
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                controller.step()
-                losses.append(loss.item())
-                step = cfg.steps + k  # the student's evaluations continue the teacher's step axis
-                if k % cfg.log_every == 0:
-                    recorder.diagnostics({"step": step, "iterations": k, "actor_loss": float(np.mean(losses)),
-                                          "steps_per_second": k / (time.perf_counter() - started)})
-                    losses.clear()
-                if k % cfg.eval_every == 0 or k == student_steps:
-                    mean = recorder.evaluate(actor_only, eval_env, scale, step)
-                    bar.set_postfix(eval_return=f"{mean:.1f}", refresh=False)
-                bar.update(1)
-        finally:
-            bar.close()
+        for k in range(1, student_steps + 1):
+            with torch.no_grad():
+                x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+                label = teacher.actor(x).squeeze(0).numpy()
+                action = student(x).squeeze(0).numpy()
+            row = teacher_states + k - 1
+            data_obs[row], data_act[row] = obs, label
+            noisy = np.clip(action + rng.normal(0.0, self.student_noise, act_dim), -1.0, 1.0)
+            obs, _, terminated, truncated, _ = env.step(scale(noisy))
+            if terminated or truncated:
+                obs, _ = env.reset()
+            own = rng.integers(teacher_states, row + 1, size=min(half, k))
+            from_teacher = rng.integers(0, teacher_states, size=cfg.batch_size - len(own))
+            idx = np.concatenate([from_teacher, own])
+            loss = F.mse_loss(student(torch.from_numpy(data_obs[idx])), torch.from_numpy(data_act[idx]))
+            optimizer = controller.optimizer
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            controller.step()
+            losses.append(loss.item())
+            step = cfg.steps + k  # the student's evaluations continue the teacher's step axis
+            if k % cfg.log_every == 0:
+                recorder.diagnostics({"step": step, "iterations": k, "actor_loss": float(np.mean(losses)),
+                                      "steps_per_second": k / (time.perf_counter() - started)})
+                losses.clear()
+            session.step(k, policy, logged_at=step)
         return time.perf_counter() - started
-
-
-class _ActorOnly:
-    """The one thing ``evaluate`` needs from an agent: a deterministic action."""
-
-    def __init__(self, actor: torch.nn.Module) -> None:
-        self.actor = actor
-
-    @torch.no_grad()
-    def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
-        return self.actor(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).squeeze(0).numpy()

@@ -19,9 +19,8 @@ import importlib.util
 import time
 
 import numpy as np
-from tqdm import tqdm
 
-from rlx2.config import ConfigError, run_id
+from rlx2.config import ConfigError
 from rlx2.methods import Method, register
 
 
@@ -34,7 +33,7 @@ def _sb3():
 
 
 class _Policy:
-    """What ``evaluate`` needs of an agent: the deterministic action in [-1, 1]."""
+    """stable-baselines3's model as an ``rlx2.evaluation.Policy``: its deterministic action in [-1, 1]."""
 
     def __init__(self, model) -> None:
         self.model = model
@@ -83,25 +82,18 @@ class StableBaselines3(Method):
         from stable_baselines3.common.callbacks import BaseCallback
 
         from rlx2.agents import AGENTS  # here, not at the top: resolving an sb3 config (a report does) needs no torch
-        from rlx2.envs import ActionScaler, make_env
-        from rlx2.recorder import Recorder
-        from rlx2.sparse.flops import NetworkCosts, TrainingCost, dense_run_flops, flops_report
+        from rlx2.procedure import RunResult, Session
+        from rlx2.sparse.flops import NetworkCosts, TrainingCost, dense_run_flops
 
-        cfg = ctx.cfg
-        env, eval_env = make_env(cfg.env), make_env(cfg.env)
-        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-        scale = ActionScaler(env.action_space)
-        model = self.model(cfg, env)
+        cfg, session = ctx.cfg, Session(ctx)
+        model = self.model(cfg, session.env)
         agent = AGENTS[cfg.algo]  # the same dense agent, in our accounting
-        costs = NetworkCosts.dense(agent, obs_dim, act_dim, cfg.hidden_sizes)
-        flops = flops_report(cfg, obs_dim, act_dim,
-                             TrainingCost(agent, costs, dense_run_flops(cfg, agent, costs), {"actor": 0, "critic": 0}))
-        recorder = Recorder(cfg, self, ctx.run_dir)
-        recorder.start(env, {"actor": model.policy.actor, "critic": model.policy.critic}, {}, flops,
-                       versions={"stable_baselines3": _sb3().__version__})
+        costs = NetworkCosts.dense(agent, session.obs_dim, session.act_dim, cfg.hidden_sizes)
+        flops = session.flops(TrainingCost(agent, costs, dense_run_flops(cfg, agent, costs), {"actor": 0, "critic": 0}))
+        session.start({"actor": model.policy.actor, "critic": model.policy.critic}, {}, flops,
+                      versions={"stable_baselines3": _sb3().__version__})
         started = time.perf_counter()
         learning_since: list[float] = []
-        bar = tqdm(total=cfg.steps, disable=not ctx.progress, unit="step", dynamic_ncols=True, desc=run_id(cfg))
 
         class Record(BaseCallback):
             def _on_step(self) -> bool:
@@ -111,21 +103,15 @@ class StableBaselines3(Method):
                 if step % cfg.log_every == 0 and learning_since:
                     seconds = time.perf_counter() - learning_since[0]
                     iterations = max(0, step - cfg.warmup_steps - 1)
-                    recorder.diagnostics({"step": step, "iterations": iterations,
-                                          "steps_per_second": iterations / seconds if seconds > 0 else None})
-                if step % cfg.eval_every == 0 or step == cfg.steps:
-                    mean = recorder.evaluate(_Policy(self.model), eval_env, scale, step)
-                    bar.set_postfix(eval_return=f"{mean:.1f}", refresh=False)
-                bar.update(1)
+                    session.recorder.diagnostics({"step": step, "iterations": iterations,
+                                                  "steps_per_second": iterations / seconds if seconds > 0 else None})
+                session.step(step, _Policy(self.model))
                 return True
 
-        with recorder.attempt(env, eval_env):
-            try:
-                model.learn(total_timesteps=cfg.steps, callback=Record(), progress_bar=False)
-            finally:
-                bar.close()
+        with session.attempt():
+            model.learn(total_timesteps=cfg.steps, callback=Record(), progress_bar=False)
         learning = time.perf_counter() - learning_since[0] if learning_since else 0.0
-        return recorder.finish(None, steps=cfg.steps, iterations=cfg.training_iterations,
-                               wall_seconds=time.perf_counter() - started,
-                               steps_per_second=cfg.training_iterations / learning if learning > 0 else None,
-                               final_buffer_size=int(model.replay_buffer.size()), final_densities={}, flops=flops)
+        return session.finish(None, RunResult(
+            steps=cfg.steps, iterations=cfg.training_iterations, wall_seconds=time.perf_counter() - started,
+            steps_per_second=cfg.training_iterations / learning if learning > 0 else None,
+            final_buffer_size=int(model.replay_buffer.size()), final_densities={}, flops=flops))

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rlx2 import __version__
-from rlx2.config import MAX_SEED, ConfigError, RunConfig
+from rlx2.config import DEFAULT_REPS, MAX_SEED, ConfigError, RunConfig
 from rlx2.suite import SuiteError
 
 EXIT_BAD_INPUT, EXIT_FAULT, EXIT_INTERRUPTED = 2, 1, 130
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--profile", default=None)
     report.add_argument("--results", default=None, help="results directory (default: results/<suite>/<profile>)")
     report.add_argument("--out", default=None, help="report directory (default: reports/<suite>/<profile>)")
-    report.add_argument("--reps", type=_integer, default=2_000, help="bootstrap replications")
+    report.add_argument("--reps", type=_integer, default=DEFAULT_REPS, help="bootstrap replications")
     report.add_argument("--seed", type=_integer, default=0, help="seed of every bootstrap")
     report.add_argument("--force", action="store_true",
                         help="replace an existing report even if it was built from more finished runs")
@@ -337,14 +337,14 @@ def _load_methods_modules(args: argparse.Namespace) -> None:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from rlx2.train import RunAlreadyFinished, RunSettingsMismatch, prepare, train
+    from rlx2.train import RunAlreadyFinished, RunSettingsMismatch, prepare, run
 
     cfg = config_from_args(args)
     _refuse_unhonoured(cfg, _given(args))
     _path("out", args.out)
-    prepare(cfg, args.out)  # every input checked before any file is written
+    prepared = prepare(cfg, args.out)  # every input checked before any file is written
     try:
-        result = train(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
+        result = run(prepared, progress=not args.quiet, overwrite=args.overwrite)
     except (RunAlreadyFinished, RunSettingsMismatch) as exc:
         raise CommandFailed(str(exc)) from None
     print(json.dumps({k: result[k] for k in ("run_id", "final_score", "final_window", "steps_per_second")}))
@@ -501,28 +501,11 @@ def _path(name: str, text: str) -> Path:
 
 
 def _suite_list() -> int:
-    import tomllib
-
-    from rlx2.suite import available_suites
+    from rlx2.suite import available_suites, suite_listing
 
     for path in available_suites():
-        try:
-            data = tomllib.loads(path.read_text())
-            profiles = data.get("profiles", {})
-            default = data.get("suite", {}).get("default_profile")
-            print(f"{path.stem}: " + ", ".join(
-                f"{name}{' (default)' if name == default else ''} [{p.get('steps'):,} steps x {_profile_seeds(p)}]"
-                for name, p in profiles.items()))
-        except (OSError, ValueError, TypeError, AttributeError) as exc:  # one bad file does not hide the others
-            print(f"{path.stem}: unreadable ({path}: {exc})")
+        print(suite_listing(path))
     return 0
-
-
-def _profile_seeds(profile: dict) -> str:
-    """``5 seeds``, or ``5 seeds (sb3: 1)`` for a profile that runs some methods at other seed counts."""
-    fewer = profile.get("method_seeds", {})
-    listed = ", ".join(f"{m}: {n}" for m, n in fewer.items()) if isinstance(fewer, dict) else ""
-    return f"{profile.get('seeds')} seeds" + (f" ({listed})" if listed else "")
 
 
 def _suite_status(suite, results: Path) -> int:
@@ -535,7 +518,7 @@ def _suite_status(suite, results: Path) -> int:
     for cfg in suite.runs:
         run_dir = RunDirectory(results / run_id(cfg))
         mismatch = other_settings(cfg, run_dir)
-        corrupt = config_problem(run_dir) or (read_evaluations(run_dir.path / "evaluations.csv")[1]
+        corrupt = config_problem(run_dir) or (read_evaluations(run_dir.evaluations_file)[1]
                                               if run_dir.finished else None)
         states.append((run_id(cfg), *(("mismatch", mismatch) if mismatch else ("corrupt", corrupt) if corrupt
                                       else run_state(run_dir))))
@@ -604,7 +587,7 @@ def _suite_run(args: argparse.Namespace, suite, results: Path) -> int:
     outcome = execute(executor, runs, results, (*suite.modules, *_module_paths(args)), retry_failed=args.retry_failed)
     print(outcome.summary())
     if args.report:
-        _report(suite, results, None, 2_000, 0, force=False, allow_missing=True)  # failures already set the exit code
+        _report(suite, results, None, DEFAULT_REPS, 0, force=False, allow_missing=True)  # failures already set the exit code
     return 0 if outcome.ok else 1
 
 
@@ -658,7 +641,8 @@ def _report(suite, results: Path, out: Path | None, reps: int, seed: int, *, for
             paths: dict[str, Path] | None = None) -> int:
     """Write the report; 1 when it is refused, or when runs are missing and that is not allowed."""
     from rlx2.records import writable_directory
-    from rlx2.report import ReportRefused, ReportSettings, build_report, report_out_problem
+    from rlx2.report import ReportRefused, build_report, report_out_problem
+    from rlx2.scores import ReportSettings
 
     out = out or Path("reports") / suite.name / suite.profile
     problem = report_out_problem(out) or writable_directory(out.parent)
@@ -713,12 +697,12 @@ def _runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             continue
         cfg = RunConfig.from_dict(run_dir.saved_config()["config"])
         state, detail = run_state(run_dir)
-        curve_problem = read_evaluations(path / "evaluations.csv")[1] if state == "done" else None
+        curve_problem = read_evaluations(run_dir.evaluations_file)[1] if state == "done" else None
         if curve_problem:
             state, detail = "corrupt", curve_problem
-        result = run_dir.result() or {}
-        done = result.get("steps", steps_logged(run_dir))
-        score = f"{result['final_score']:.1f}" if "final_score" in result else "-"
+        result = run_dir.result()
+        done = steps_logged(run_dir) if result is None else result.steps
+        score = "-" if result is None else f"{result.final_score:.1f}"
         rows.append((str(path.relative_to(root)) if path != root else ".", cfg.algo, cfg.env, cfg.method,
                      str(cfg.seed), f"{done:,}/{cfg.steps:,}", score, state,
                      "" if state == "done" else detail))

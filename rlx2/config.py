@@ -27,7 +27,6 @@ records which ones were (``scaled_to_budget``).
 
 import dataclasses
 import math
-import typing
 from dataclasses import field
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -40,6 +39,13 @@ ALGOS = ("td3", "sac")
 BACKENDS = ("auto", "masked-dense", "csr")
 #: ``auto`` computes a layer with CSR kernels at or below this density.
 CSR_MAX_DENSITY = 0.25
+#: The choices of the settings the sparse machinery and the agents implement, listed once: the settings' types
+#: below and the modules that implement them (``rlx2.sparse``, ``rlx2.agents``) check against these.
+DISTRIBUTIONS = ("er", "uniform")
+MASK_INITS = ("magnitude", "random")
+REGROWS = ("keep", "reset")
+GROWN_ADAMS = ("keep", "zero")
+SAC_LOG_STDS = ("tanh", "clamp")
 #: Replay capacity bounds (min, max) per algorithm, spec section 6.
 BUFFER_BOUNDS = {"td3": (100_000, 1_000_000), "sac": (200_000, 3_000_000)}
 #: The paper's budget, environment steps per run (spec section 7).
@@ -58,6 +64,8 @@ BUDGET_SCALED = {
 BUFFER_MIN_FLOOR = 1_000
 #: The final score averages this fraction of a run's evaluations (30 of the paper's 600), at least FINAL_MIN.
 FINAL_FRACTION, FINAL_MIN = 0.05, 3
+#: Bootstrap replications of every interval of a report (``rlx2 report --reps``; ``rlx2.stats`` draws them).
+DEFAULT_REPS = 2_000
 #: Sane upper bounds: a setting beyond them is a typo, not an experiment.
 MAX_STEPS = 100_000_000
 MAX_SEED = 999_999_999
@@ -70,8 +78,13 @@ def scaled_value(name: str, steps: int) -> int:
     return max(floor, round(paper * steps / PAPER_STEPS))
 
 
+def evaluation_due(step: int, last: int, every: int) -> bool:
+    """The one evaluation cadence of every procedure: after every ``every``-th of steps ``1..last``, and the last."""
+    return step % every == 0 or step == last
+
+
 def evaluation_count(steps: int, eval_every: int) -> int:
-    """How many evaluations a run makes: every ``eval_every`` steps and at its last step."""
+    """How many evaluations a run makes (``evaluation_due``): every ``eval_every`` steps and at its last step."""
     return steps // eval_every + (1 if steps % eval_every else 0)
 
 
@@ -109,7 +122,15 @@ def _float(**bounds: float) -> Any:
 
 Steps = _int(ge=1, le=MAX_STEPS)
 Interval = _int(ge=1, le=MAX_STEPS)  # environment or optimiser steps between two events
-Fraction = _float(ge=0.0, lt=1.0)
+#: A sparsity lies in [0, 1): at 1 a network would have no weight left. The one rule, for settings, suite files and
+#: the density distributions.
+SPARSITY_LOW, SPARSITY_BELOW = 0.0, 1.0
+Fraction = _float(ge=SPARSITY_LOW, lt=SPARSITY_BELOW)
+
+
+def is_sparsity(value: float) -> bool:
+    """Whether ``value`` is a sparsity: in [0, 1) (``Fraction``'s range)."""
+    return SPARSITY_LOW <= value < SPARSITY_BELOW
 Flag = Annotated[bool, Strict()]
 
 
@@ -128,8 +149,8 @@ class RunConfig:
     steps: Steps = _f(3_000_000, "environment steps in total, warm-up included")
     actor_sparsity: Fraction = _f(0.9, "fraction of the actor's weights that are zero, in [0, 1)")
     critic_sparsity: Fraction = _f(0.85, "fraction of the critic's weights (both Q nets) that are zero, in [0, 1)")
-    sparsity_distribution: Literal["er", "uniform"] = _f("er", "how a network's sparsity is split over layers: er or uniform")
-    mask_init: Literal["magnitude", "random"] = _f("magnitude", "initial masks: magnitude (reference: each layer keeps its largest initial "
+    sparsity_distribution: Literal[DISTRIBUTIONS] = _f("er", "how a network's sparsity is split over layers: er or uniform")
+    mask_init: Literal[MASK_INITS] = _f("magnitude", "initial masks: magnitude (reference: each layer keeps its largest initial "
                                      "weights) or random (uniformly chosen)")
     hidden_sizes: Annotated[tuple[_int(ge=1, le=MAX_WIDTH), ...], Field(min_length=1, max_length=8)] = _f((256, 256), "hidden widths of every network")
     warmup_steps: _int(ge=0, le=MAX_STEPS) | None = _f(None, "random-action steps before learning starts (default: 25 000 x steps/3M, at least 1 000)")
@@ -142,15 +163,15 @@ class RunConfig:
     target_noise_clip: _float(ge=0.0, le=1e3) = _f(0.5, "TD3: clip of target policy smoothing noise")
     policy_delay: _int(ge=1, le=1_000) = _f(2, "TD3: critic updates per actor and target update")
     sac_explore: Literal["mean", "sample"] = _f("mean", "SAC: act during training with the mean action (reference) or a sample of the policy")
-    sac_log_std: Literal["tanh", "clamp"] = _f("tanh", "SAC: log-std = -5 + 3.5 (tanh(raw) + 1) (reference) or raw clamped to [-5, 2]")
+    sac_log_std: Literal[SAC_LOG_STDS] = _f("tanh", "SAC: log-std = -5 + 3.5 (tanh(raw) + 1) (reference) or raw clamped to [-5, 2]")
     alpha_loss: Literal["reference", "log-alpha"] = _f("reference", "SAC temperature loss: reference, mean(alpha (-log pi - target entropy)), or "
                                       "log-alpha, mean(-log alpha (log pi + target entropy)), whose gradient is "
                                       "1/alpha times the reference's")
     delta: Interval | None = _f(None, "optimiser steps of a network between topology updates (default: 10 000 x steps/3M, at least 100)")
     zeta: _float(ge=0.0, le=1.0) = _f(0.5, "initial fraction of active weights replaced per topology update")
-    regrow: Literal["keep", "reset"] = _f("keep", "a weight dropped and regrown in one topology update: keep (reference: its value and "
+    regrow: Literal[REGROWS] = _f("keep", "a weight dropped and regrown in one topology update: keep (reference: its value and "
                              "optimiser state) or reset (to zero, as a new connection)")
-    grown_adam: Literal["keep", "zero"] = _f("keep", "Adam moments of newly grown connections: keep (reference: never reset) or zero")
+    grown_adam: Literal[GROWN_ADAMS] = _f("keep", "Adam moments of newly grown connections: keep (reference: never reset) or zero")
     critic_grow_gradient: Literal["reference", "critic-loss"] = _f("reference", "the critic's grow score: reference (critic-loss gradient plus the "
                                                 "actor loss's gradient through the critic from the iteration before, "
                                                 "which the reference accumulates; SAC always, TD3 when delta is odd) "
@@ -211,12 +232,6 @@ class RunConfig:
         for f in dataclasses.fields(cls):
             schema["properties"][f.name]["description"] = f.metadata["help"]
         return schema
-
-    @classmethod
-    def choices(cls, name: str) -> tuple[str, ...] | None:
-        """The allowed values of a setting with a fixed set of them (the first is the default), else None."""
-        hint = typing.get_type_hints(cls)[name]
-        return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
 
     @classmethod
     def saved_matches(cls, saved: dict[str, Any], wanted: "RunConfig") -> list[str]:
@@ -303,12 +318,6 @@ def config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
     if reason.startswith("Value error, "):
         reason = reason[len("Value error, "):]
     return ConfigError(name, value, reason[0].lower() + reason[1:])
-
-
-#: Settings with a fixed set of values; the first is the default (the reference implementation's behaviour).
-CHOICES: dict[str, tuple[str, ...]] = {
-    f.name: RunConfig.choices(f.name) for f in dataclasses.fields(RunConfig) if RunConfig.choices(f.name)
-}
 
 
 def run_id(cfg: RunConfig) -> str:

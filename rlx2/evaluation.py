@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import pickle
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,15 +26,36 @@ from rlx2.records import RunDirectory
 EVAL_SEED_OFFSET = 100
 
 
+class Policy(Protocol):
+    """What ``evaluate`` acts with: the deterministic action in [-1, 1] for one observation.
+
+    An agent is one; so are ``ActorPolicy`` (an actor network alone: distillation's student)
+    and stable-baselines3's model in the ``sb3`` method's wrapper.
+    """
+
+    def deterministic_action(self, obs: np.ndarray) -> np.ndarray: ...
+
+
+class ActorPolicy:
+    """An actor network (observations -> actions in [-1, 1]) as a ``Policy``."""
+
+    def __init__(self, actor: torch.nn.Module) -> None:
+        self.actor = actor
+
+    @torch.no_grad()
+    def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
+        return self.actor(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).squeeze(0).numpy()
+
+
 @torch.no_grad()
-def evaluate(agent, env, scale: ActionScaler, episodes: int, seed: int) -> list[float]:
+def evaluate(policy: Policy, env, scale: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int) -> list[float]:
     """Returns of ``episodes`` deterministic episodes; the env is reset with ``seed`` first."""
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed) if episode == 0 else env.reset()
         total, done = 0.0, False
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(scale(agent.deterministic_action(obs)))
+            obs, reward, terminated, truncated, _ = env.step(scale(policy.deterministic_action(obs)))
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
@@ -66,7 +89,7 @@ def load_agent(run_dir: str | Path):
 
     run_dir = Path(run_dir)
     cfg, obs_dim, act_dim = run_settings(run_dir)
-    model = run_dir / "model.pt"
+    model = RunDirectory(run_dir).model_file
     if not model.is_file():
         raise ConfigError("run_dir", str(run_dir), "has no model.pt (unfinished, or a method that keeps none)")
     method = get_method(cfg.method)()

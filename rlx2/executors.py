@@ -21,9 +21,8 @@ from tqdm import tqdm
 
 from rlx2.config import RunConfig, run_id
 from rlx2.records import CHECKPOINT_FILE, RunDirectory
-from rlx2.worker import EXIT_DIVERGED, EXIT_LOCKED
+from rlx2.worker import attempt_outcome
 
-LOG_FILE = "worker.log"
 #: What ``run_state`` can say of a run.
 STATES = ("done", "running", "corrupt", "failed", "partial", "pending")
 
@@ -55,7 +54,7 @@ def run_state(run_dir: RunDirectory) -> tuple[str, str]:
     attempt), partial or pending."""
     result = run_dir.result()
     if result is not None:
-        return "done", f"score {result['final_score']:.1f}"
+        return "done", f"score {result.final_score:.1f}"
     if run_dir.is_locked():
         return "running", f"step {steps_logged(run_dir)}"
     problem = run_dir.result_problem()
@@ -72,7 +71,7 @@ def run_state(run_dir: RunDirectory) -> tuple[str, str]:
 def steps_logged(run_dir: RunDirectory) -> int:
     """The last step a run logged diagnostics for (0 when none)."""
     try:
-        with open(run_dir.path / "diagnostics.csv", "rb") as f:
+        with open(run_dir.diagnostics_file, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 512))
             last = f.read().decode(errors="ignore").strip().splitlines()[-1]
@@ -119,10 +118,15 @@ def worker_command(cfg: RunConfig, results: Path, modules: tuple[str, ...], pare
     return command
 
 
+def _divergence(run_dir: RunDirectory) -> str:
+    """Why a run diverged, as its worker recorded it."""
+    return (run_dir.failure() or {}).get("reason", "diverged")
+
+
 def _crash_reason(code: int, run_dir: RunDirectory) -> str:
     reason = f"signal {-code}" if code < 0 else f"exit code {code}"
     try:
-        tail = (run_dir.path / LOG_FILE).read_text().strip().splitlines()[-1:]
+        tail = run_dir.log_file.read_text().strip().splitlines()[-1:]
     except OSError:
         tail = []
     return reason + (f" ({tail[0][:200]})" if tail else "")
@@ -172,8 +176,8 @@ class SuiteProgress:
             return
         self.finished += 1
         self.done[name] = cfg.steps
-        result = run_dir.result() or {}
-        score = f": score {result['final_score']:.1f}" if "final_score" in result else ""
+        result = run_dir.result()
+        score = f": score {result.final_score:.1f}" if result is not None else ""
         self.say(f"finished {name}{score}")
 
     def refresh(self, running: list[tuple[RunConfig, RunDirectory]]) -> None:
@@ -231,7 +235,7 @@ class LocalExecutor:
                         continue
                     run_dir.path.mkdir(parents=True, exist_ok=True)
                     progress.started(cfg, run_dir)
-                    log = open(run_dir.path / LOG_FILE, "a")
+                    log = open(run_dir.log_file, "a")
                     process = subprocess.Popen(worker_command(cfg, results, modules, os.getpid()), stdout=log,
                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                     log.close()
@@ -239,13 +243,14 @@ class LocalExecutor:
                 for process in [p for p in running if p.poll() is not None]:
                     cfg, attempt, run_dir = running.pop(process)
                     name, code = run_id(cfg), process.returncode
-                    if code == 0:
+                    ended = attempt_outcome(code)
+                    if ended == "done":
                         outcome.finished += 1
                         progress.ended(cfg, run_dir)
-                    elif code == EXIT_DIVERGED:
-                        outcome.failed[name] = (run_dir.failure() or {}).get("reason", "diverged")
+                    elif ended == "diverged":
+                        outcome.failed[name] = _divergence(run_dir)
                         progress.ended(cfg, run_dir, outcome.failed[name])
-                    elif code == EXIT_LOCKED:
+                    elif ended == "locked":
                         queue.append((cfg, attempt))  # lost a race for the lock: wait for the other runner
                     else:
                         reason = _crash_reason(code, run_dir)
@@ -316,14 +321,14 @@ class RayExecutor:
                     run_dir.fail(reason, "crashed")
                     outcome.failed[name] = reason
                     code = None
-                line = f"ended {name}"
-                if code == 0:
+                line, ended = f"ended {name}", attempt_outcome(code)
+                if ended == "done":
                     outcome.finished += 1
-                    score = (run_dir.result() or {}).get("final_score")
-                    line = f"finished {name}" + (f": score {score:.1f}" if score is not None else "")
-                elif code == EXIT_DIVERGED:
-                    outcome.failed[name] = (run_dir.failure() or {}).get("reason", "diverged")
-                elif code == EXIT_LOCKED:
+                    result = run_dir.result()
+                    line = f"finished {name}" + (f": score {result.final_score:.1f}" if result is not None else "")
+                elif ended == "diverged":
+                    outcome.failed[name] = _divergence(run_dir)
+                elif ended == "locked":
                     outcome.elsewhere.append(name)
                     line = f"held elsewhere: {name}"
                 if name in outcome.failed:
@@ -350,10 +355,10 @@ def _ray_run(config: dict, results: str, modules: tuple[str, ...], *after: int) 
     cfg = RunConfig.from_dict(config)
     run_dir = RunDirectory(Path(results) / run_id(cfg))
     run_dir.path.mkdir(parents=True, exist_ok=True)
-    with open(run_dir.path / LOG_FILE, "a") as log:
+    with open(run_dir.log_file, "a") as log:
         code = subprocess.run(worker_command(cfg, Path(results), modules, os.getpid()), stdout=log,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
-    if code not in (0, EXIT_DIVERGED, EXIT_LOCKED):
+    if attempt_outcome(code) == "crashed":
         raise WorkerCrashed(_crash_reason(code, run_dir))
     return code
 

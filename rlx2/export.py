@@ -87,17 +87,17 @@ def provenance(run_dir: Path, agent: Any, layers: list[Layer], saved: dict[str, 
     result = RunDirectory(run_dir).result()
     cfg = agent.cfg
     active, total = forward_flops(agent.actor)
-    flops = (result or {}).get("flops", {})
+    flops = {} if result is None else result.flops
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "run_id": saved.get("run_id"), "algo": cfg.algo, "env": cfg.env, "method": cfg.method, "seed": cfg.seed,
         "steps": cfg.steps, "git_commit": saved.get("git_commit"),
         "exported_by": {"rlx2": __version__, "git_commit": git_commit()},
-        "final_score": None if result is None else result["final_score"],
+        "final_score": None if result is None else result.final_score,
         "actor_sparsity": 1.0 - active / total,
         "settings": {"actor_sparsity": cfg.actor_sparsity, "critic_sparsity": cfg.critic_sparsity,
                      "sparsity_distribution": cfg.sparsity_distribution, "hidden_sizes": list(cfg.hidden_sizes)},
-        "final_densities": (result or {}).get("final_densities"),
+        "final_densities": None if result is None else result.final_densities,
         "size": flops.get("size"), "inference_flops_relative": flops.get("inference_flops_relative"),
         "obs_dim": layers[0].shape[1], "act_dim": layers[-1].shape[0],
         "layers": [{"shape": list(layer.shape), "active": layer.nnz, "density": layer.density,

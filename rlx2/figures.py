@@ -25,7 +25,6 @@ from rlx2.stats import bootstrap, performance_profiles, probability_of_improveme
 METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}}
 MARKERS = "osD^vP*Xh<>p"
 #: Methods whose evaluation steps are not the run's environment steps (a student after its teacher).
-OWN_STEP_AXIS = {"distillation"}
 
 Figure = tuple[str, str]  # (file name without extension, caption)
 
@@ -51,8 +50,11 @@ def palette_for(methods: list[str]) -> dict[str, tuple]:
     return colours
 
 
-def learning_curves(table: pd.DataFrame, out: Path, order: list[str], palette: dict, settings) -> Figure:
-    curves = table[(table.metric == "eval_return") & ~table.method.isin(OWN_STEP_AXIS)]
+def learning_curves(table: pd.DataFrame, out: Path, order: list[str], palette: dict, settings,
+                    own_step_axis: dict[str, str]) -> Figure:
+    """Evaluation returns against environment steps; ``own_step_axis``: methods left out, and why
+    (``Method.own_step_axis``)."""
+    curves = table[(table.metric == "eval_return") & ~table.method.isin(list(own_step_axis))]
     panels = sorted({(a, t) for a, t in zip(curves.algo, curves.task)})
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
     for ax, (algo, task) in zip(axes[0], panels):
@@ -64,12 +66,11 @@ def learning_curves(table: pd.DataFrame, out: Path, order: list[str], palette: d
         ax.set(title=f"{algo.upper()} {task}", xlabel="environment steps", ylabel="evaluation return")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         ax.legend(fontsize=7)
-    skipped = sorted(OWN_STEP_AXIS & set(table.method))
+    skipped = sorted(set(own_step_axis) & set(table.method))
     caption = ("Learning curves: mean evaluation return (deterministic policy) over seeds against environment steps, "
                "with 95 % bootstrap bands.")
     if skipped:
-        caption += (f" Not drawn: {', '.join(skipped)} (its student trains after its dense teacher's whole run, "
-                    "so its steps are not on this axis; its teacher is the dense curve).")
+        caption += f" Not drawn: {', '.join(f'{m} ({own_step_axis[m]})' for m in skipped)}."
     return save(fig, out, "learning_curves", caption)
 
 
@@ -111,7 +112,8 @@ def score_against(finals: pd.DataFrame, pct: pd.DataFrame, column: str, label: s
     return save(fig, out, name, caption)
 
 
-def write_all(table, finals, pct, scores, aggregates, out: Path, settings) -> list[Figure]:
+def write_all(table, finals, pct, scores, aggregates, out: Path, settings, own_step_axis: dict[str, str]
+              ) -> list[Figure]:
     """Every figure of the report, with its caption (files ``<name>.png`` and ``<name>.pdf``).
 
     ``scores``: ``{algo: {method: normalised [runs, tasks]}}``; ``aggregates``: the aggregate
@@ -119,7 +121,7 @@ def write_all(table, finals, pct, scores, aggregates, out: Path, settings) -> li
     """
     order = ordered(finals.method.unique())
     palette = palette_for(order)
-    figures = [learning_curves(table, out, order, palette, settings)]
+    figures = [learning_curves(table, out, order, palette, settings, own_step_axis)]
     for algo, by_method in scores.items():
         methods = ordered(by_method)
         colors = {m: palette[m] for m in methods}

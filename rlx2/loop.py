@@ -31,19 +31,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from rlx2.agents import make_agent
-from rlx2.config import RunConfig, run_id
-from rlx2.envs import ActionScaler, make_env
-from rlx2.recorder import Recorder
+from rlx2.config import run_id
+from rlx2.records import git_commit
+from rlx2.procedure import RunContext, RunResult, Session
 from rlx2.replay import DynamicCapacity, ReplayBuffer
-from rlx2.sparse.flops import flops_report
 
 
 @dataclass
 class LoopState:
-    """What the environment loop carries from one step to the next (checkpointed)."""
+    """What the environment loop carries from one step to the next (checkpointed, with the recorder's evaluations)."""
 
     step: int = 0
     episode_return: float = 0.0
@@ -51,9 +49,10 @@ class LoopState:
     episodes: int = 0
     distance: float = math.nan
     window: dict[str, list[float]] = field(default_factory=dict)
-    evaluations: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
     learning_seconds: float = 0.0
+    #: Each resume's step and the code's commit then: a run resumed after the code moved on trained on both commits.
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Clock:
@@ -106,127 +105,146 @@ class Generators:
         self.torch.set_state(state["torch"])
 
 
-def run_off_policy(ctx) -> dict[str, Any]:
-    """One off-policy agent trained for ``cfg.steps`` steps into ``ctx.run_dir`` (resumed from its checkpoint)."""
-    cfg, method, run_dir = ctx.cfg, ctx.method, ctx.run_dir
-    rngs = Generators.of(cfg.seed)
-    env, eval_env = make_env(cfg.env), make_env(cfg.env)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    scale = ActionScaler(env.action_space)
-    agent = make_agent(cfg.algo, cfg=cfg, method=method, obs_dim=obs_dim, act_dim=act_dim, generator=rngs.torch)
-    buffer = ReplayBuffer(obs_dim, act_dim, min(cfg.buffer_max, cfg.steps), rngs.replay)  # never holds more
-    recorder = Recorder(cfg, method, run_dir)
-    obs, _ = env.reset(seed=cfg.seed)
-    env_rng = env.unwrapped.np_random  # the training env's generator (episode initial states)
-    checkpoint = run_dir.load_checkpoint()
-    if checkpoint is not None:
-        loop = restore(checkpoint, agent, buffer, rngs, env_rng, recorder)
-        obs, _ = env.reset()  # the very reset the checkpoint was taken after
-    else:
-        loop = LoopState()
-        recorder.evaluations = loop.evaluations  # one list: the recorder appends, checkpoints keep it
-        flops = flops_report(cfg, obs_dim, act_dim, method.training_cost(cfg, agent))
-        recorder.start(env, agent.modules(), agent.densities(), flops, agent.controllers)
-    if cfg.tensorboard:
-        run_dir.open_tensorboard(fresh=checkpoint is None)
-    with recorder.attempt(env, eval_env):
-        clock = steps(cfg, agent, buffer, rngs, env, eval_env, scale, obs, env_rng, loop, recorder, ctx.progress)
-    return recorder.finish(agent.state_dict(), steps=cfg.steps, iterations=agent.iterations,
-                           wall_seconds=clock.wall_seconds(), steps_per_second=_rate(agent, clock),
-                           final_buffer_size=len(buffer), final_densities=agent.densities(),
-                           flops=flops_report(cfg, obs_dim, act_dim, method.training_cost(cfg, agent)))
+def run_off_policy(ctx: RunContext) -> RunResult:
+    """The procedure of every method that brings none of its own: ``OffPolicyRun(ctx).run()``."""
+    return OffPolicyRun(ctx).run()
 
 
-def restore(checkpoint: dict, agent, buffer: ReplayBuffer, rngs: Generators, env_rng, recorder: Recorder) -> LoopState:
-    """Put a checkpoint's state back (the run directory's logs are cut back to its step)."""
-    agent.load_training_state(checkpoint["agent"])
-    buffer.load_state_dict(checkpoint["replay"])
-    rngs.restore(checkpoint["rng"])
-    env_rng.bit_generator.state = checkpoint["rng"]["env_before_reset"]
-    loop = LoopState(**checkpoint["loop"])
-    recorder.evaluations = loop.evaluations  # one list: the recorder appends, checkpoints keep it
-    print(f"{run_id(recorder.cfg)}: resuming from step {loop.step:,} of {recorder.cfg.steps:,}", file=sys.stderr,
-          flush=True)
-    recorder.run_dir.resume(loop.step)
-    return loop
+class OffPolicyRun:
+    """One off-policy agent trained for ``cfg.steps`` steps into ``ctx.run_dir``, resumed from its checkpoint.
 
+    State: the agent, its replay buffer, the run's generators, the session (environments,
+    action scaling, recorder, progress), the loop state and the clock. ``run`` steps the
+    environment loop of the module docstring: ``act``, the capacity rule, ``learn``, ``log``,
+    the evaluation due (``Session.step``) and ``checkpoint``; ``restore`` puts a checkpoint back.
+    """
 
-def _rate(agent, clock: Clock) -> float | None:
-    seconds = clock.learning_seconds()
-    return agent.iterations / seconds if seconds > 0 else None
+    def __init__(self, ctx: RunContext) -> None:
+        cfg = self.cfg = ctx.cfg
+        self.method = ctx.method
+        self.rngs = Generators.of(cfg.seed)
+        self.session = session = Session(ctx)
+        self.agent = make_agent(cfg.algo, cfg=cfg, method=self.method, obs_dim=session.obs_dim,
+                                act_dim=session.act_dim, generator=self.rngs.torch)
+        self.buffer = ReplayBuffer(session.obs_dim, session.act_dim, min(cfg.buffer_max, cfg.steps),  # never holds more
+                                   self.rngs.replay)
+        self.capacity = DynamicCapacity(cfg.buffer_threshold, cfg.buffer_min, 8 * cfg.batch_size, cfg.buffer_rule)
+        self.state = LoopState()
+        self.obs, _ = session.env.reset(seed=cfg.seed)
+        self.env_rng = session.env.unwrapped.np_random  # the training env's generator (episode initial states)
+        self.env_state_before_reset: dict | None = None
+        self.clock: Clock  # from ``run``: after a restore, the restored state's times
 
+    def run(self) -> RunResult:
+        """Steps ``state.step + 1 .. cfg.steps`` (from the checkpoint, if there is one), then the result."""
+        cfg, session = self.cfg, self.session
+        checkpoint = session.ctx.run_dir.load_checkpoint()
+        if checkpoint is not None:
+            self.restore(checkpoint)
+        else:
+            session.start(self.agent.modules(), self.agent.densities(), self.flops(), self.agent.controllers)
+        if cfg.tensorboard:
+            session.ctx.run_dir.open_tensorboard(fresh=checkpoint is None)
+        self.clock = Clock(self.state)
+        next_checkpoint = self.next_checkpoint(self.state.step)
+        with session.attempt(done=self.state.step):
+            for step in range(self.state.step + 1, cfg.steps + 1):
+                episode_ended = self.act(step)
+                if cfg.dynamic_buffer and step % cfg.buffer_check_every == 0:
+                    self.state.distance = self.capacity.apply(self.buffer, self.agent.policy_distance)
+                if step > cfg.warmup_steps:
+                    self.learn(step)
+                if step % cfg.log_every == 0:
+                    self.log(step)
+                session.step(step, self.agent)
+                if episode_ended and step >= next_checkpoint and step < cfg.steps:
+                    self.checkpoint(step)
+                    next_checkpoint = self.next_checkpoint(step)
+        return session.finish(self.agent.state_dict(), RunResult(
+            steps=cfg.steps, iterations=self.agent.iterations, wall_seconds=self.clock.wall_seconds(),
+            steps_per_second=self.rate(), final_buffer_size=len(self.buffer), final_densities=self.agent.densities(),
+            flops=self.flops(), resumes=self.state.resumes))
 
-def steps(cfg: RunConfig, agent, buffer: ReplayBuffer, rngs: Generators, env, eval_env, scale: ActionScaler, obs,
-          env_rng, loop: LoopState, recorder: Recorder, progress: bool) -> Clock:
-    """Steps ``loop.step + 1 .. cfg.steps`` of the environment loop (module docstring); returns the run's clock."""
-    capacity_rule = DynamicCapacity(cfg.buffer_threshold, cfg.buffer_min, 8 * cfg.batch_size, cfg.buffer_rule)
-    act_dim = env.action_space.shape[0]
-    clock = Clock(loop)
-    next_checkpoint = (loop.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    env_state_before_reset = None
-    bar = tqdm(total=cfg.steps, initial=loop.step, disable=not progress, unit="step", dynamic_ncols=True,
-               mininterval=1.0, desc=run_id(cfg))
-    try:
-        for step in range(loop.step + 1, cfg.steps + 1):
-            episode_ended = False
-            if step <= cfg.warmup_steps:
-                action = rngs.act.uniform(-1.0, 1.0, act_dim).astype(np.float32)
-                behaviour = action
-            else:
-                action, behaviour = agent.explore(obs, rngs.act)
-            next_obs, reward, terminated, truncated, _ = env.step(scale(action))
-            buffer.add(obs, action, behaviour, reward, next_obs, terminated, truncated)
-            loop.episode_return += float(reward)
-            obs = next_obs
-            if terminated or truncated:
-                loop.episode_returns.append(loop.episode_return)
-                loop.episodes += 1
-                loop.episode_return = 0.0
-                env_state_before_reset = copy.deepcopy(env_rng.bit_generator.state)
-                obs, _ = env.reset()
-                episode_ended = True
+    def flops(self) -> dict[str, Any]:
+        """The run's FLOPs and size by the method's accounting, at the agent's current masks."""
+        return self.session.flops(self.method.training_cost(self.cfg, self.agent))
 
-            if cfg.dynamic_buffer and step % cfg.buffer_check_every == 0:
-                loop.distance = capacity_rule.apply(buffer, agent.policy_distance)
+    def next_checkpoint(self, step: int) -> int:
+        """The step after which the first episode end takes the next checkpoint."""
+        return (step // self.cfg.checkpoint_every + 1) * self.cfg.checkpoint_every
 
-            if step > cfg.warmup_steps:
-                clock.learning()
-                stats = agent.update(buffer.sample(cfg.batch_size, cfg.n_at(step - cfg.warmup_steps), cfg.gamma))
-                for key, value in stats.items():
-                    loop.window.setdefault(key, []).append(value)
-                if any(ctrl.events for ctrl in agent.controllers.values()):
-                    recorder.topology_events(agent.controllers, step)
+    def act(self, step: int) -> bool:
+        """Environment step ``step``: a uniform random action during warm-up, then the agent's exploration policy;
+        the transition (with the deterministic behaviour action) is stored. Returns whether an episode ended."""
+        cfg, state, env = self.cfg, self.state, self.session.env
+        if step <= cfg.warmup_steps:
+            action = self.rngs.act.uniform(-1.0, 1.0, self.session.act_dim).astype(np.float32)
+            behaviour = action
+        else:
+            action, behaviour = self.agent.explore(self.obs, self.rngs.act)
+        next_obs, reward, terminated, truncated, _ = env.step(self.session.scale(action))
+        self.buffer.add(self.obs, action, behaviour, reward, next_obs, terminated, truncated)
+        state.episode_return += float(reward)
+        self.obs = next_obs
+        if not (terminated or truncated):
+            return False
+        state.episode_returns.append(state.episode_return)
+        state.episodes += 1
+        state.episode_return = 0.0
+        self.env_state_before_reset = copy.deepcopy(self.env_rng.bit_generator.state)
+        self.obs, _ = env.reset()
+        return True
 
-            if step % cfg.log_every == 0:
-                log_diagnostics(cfg, agent, buffer, loop, recorder, clock, step)
+    def learn(self, step: int) -> None:
+        """One training iteration on a sampled batch (n-step once ``nstep_delay`` iterations have passed); the
+        controllers' topology events are recorded."""
+        cfg, agent = self.cfg, self.agent
+        self.clock.learning()
+        stats = agent.update(self.buffer.sample(cfg.batch_size, cfg.n_at(step - cfg.warmup_steps), cfg.gamma))
+        for key, value in stats.items():
+            self.state.window.setdefault(key, []).append(value)
+        if any(ctrl.events for ctrl in agent.controllers.values()):
+            self.session.recorder.topology_events(agent.controllers, step)
 
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                mean = recorder.evaluate(agent, eval_env, scale, step)
-                bar.set_postfix(eval_return=f"{mean:.1f}", refresh=False)
-            bar.update(1)
+    def log(self, step: int) -> None:
+        """One row of training diagnostics: the window's mean losses and the loop's state at ``step``."""
+        cfg, state = self.cfg, self.state
+        row = {key: float(np.mean(values)) for key, values in state.window.items()}
+        self.session.recorder.diagnostics({
+            **row, "step": step, "iterations": self.agent.iterations, "buffer_size": len(self.buffer),
+            "n_step": cfg.n_at(step - cfg.warmup_steps), "policy_distance": state.distance, "episodes": state.episodes,
+            "train_return": float(np.mean(state.episode_returns)) if state.episode_returns else None,
+            "steps_per_second": self.rate(),
+        })
+        state.window.clear()
+        state.episode_returns.clear()
 
-            if episode_ended and step >= next_checkpoint and step < cfg.steps:
-                loop.step = step
-                clock.bank()
-                recorder.run_dir.save_checkpoint({
-                    "agent": agent.training_state(), "replay": buffer.state_dict(), "loop": asdict(loop),
-                    "rng": {**rngs.state(), "env_before_reset": env_state_before_reset},
-                })
-                next_checkpoint = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    finally:
-        bar.close()
-    return clock
+    def rate(self) -> float | None:
+        """Training iterations per second of learning so far."""
+        seconds = self.clock.learning_seconds()
+        return self.agent.iterations / seconds if seconds > 0 else None
 
+    def checkpoint(self, step: int) -> None:
+        """Save everything the loop depends on, taken at an episode end after step ``step``."""
+        self.state.step = step
+        self.clock.bank()
+        self.session.ctx.run_dir.save_checkpoint({
+            "agent": self.agent.training_state(), "replay": self.buffer.state_dict(),
+            "loop": {**asdict(self.state), "evaluations": list(self.session.evaluations)},
+            "rng": {**self.rngs.state(), "env_before_reset": self.env_state_before_reset},
+        })
 
-def log_diagnostics(cfg: RunConfig, agent, buffer: ReplayBuffer, loop: LoopState, recorder: Recorder, clock: Clock,
-                    step: int) -> None:
-    """One row of training diagnostics: the window's mean losses and the loop's state at ``step``."""
-    row = {key: float(np.mean(values)) for key, values in loop.window.items()}
-    recorder.diagnostics({
-        **row, "step": step, "iterations": agent.iterations, "buffer_size": len(buffer),
-        "n_step": cfg.n_at(step - cfg.warmup_steps), "policy_distance": loop.distance, "episodes": loop.episodes,
-        "train_return": float(np.mean(loop.episode_returns)) if loop.episode_returns else None,
-        "steps_per_second": _rate(agent, clock),
-    })
-    loop.window.clear()
-    loop.episode_returns.clear()
+    def restore(self, checkpoint: dict) -> None:
+        """Put a checkpoint's state back (the run directory's logs are cut back to its step)."""
+        self.agent.load_training_state(checkpoint["agent"])
+        self.buffer.load_state_dict(checkpoint["replay"])
+        self.rngs.restore(checkpoint["rng"])
+        self.env_rng.bit_generator.state = checkpoint["rng"]["env_before_reset"]
+        loop = dict(checkpoint["loop"])
+        self.session.recorder.evaluations = list(loop.pop("evaluations"))
+        self.state = LoopState(**loop)
+        self.state.resumes.append({"step": self.state.step, "git_commit": git_commit()})
+        print(f"{run_id(self.cfg)}: resuming from step {self.state.step:,} of {self.cfg.steps:,}", file=sys.stderr,
+              flush=True)
+        self.session.ctx.run_dir.resume(self.state.step)
+        self.obs, _ = self.session.env.reset()  # the very reset the checkpoint was taken after

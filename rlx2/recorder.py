@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from rlx2.config import RunConfig, run_id
 from rlx2.envs import ActionScaler
 from rlx2.evaluation import EVAL_SEED_OFFSET, evaluate
-from rlx2.records import RunDirectory, git_commit, package_versions
+from rlx2.records import RunDirectory, RunResult, git_commit, package_versions
 
 
 class RunDiverged(RuntimeError):
@@ -93,16 +94,16 @@ class Recorder:
         self.run_dir.scalars(row["step"], row, "train")
 
     # -- the end ----------------------------------------------------------------
-    def finish(self, model: dict[str, Any] | None, window: int | None = None, **fields: Any) -> dict[str, Any]:
-        """Save ``model`` (if any), then write the result record last; ``fields`` complete it. Returns it.
+    def finish(self, model: dict[str, Any] | None, result: RunResult, window: int | None = None) -> RunResult:
+        """Save ``model`` (if any), then write the result record last: ``result`` with the run's score. Returns it.
 
         The final score is the mean of the last ``window`` evaluations (default: the config's ``final_window``).
         """
         last = self.evaluations[-(window or self.cfg.final_window):]
         if model is not None:
             self.run_dir.save_model(model)
-        result = {"run_id": run_id(self.cfg), "status": "finished", "final_score": float(np.mean(last)),
-                  "final_window": len(last), "evaluations": len(self.evaluations), **fields}
+        result = replace(result, run_id=run_id(self.cfg), status="finished", final_score=float(np.mean(last)),
+                         final_window=len(last), evaluations=len(self.evaluations))
         self.run_dir.finish(result)
         return result
 

@@ -28,26 +28,82 @@ import platform
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+CONFIG_FILE = "config.json"
+EVALUATIONS_FILE = "evaluations.csv"
+TOPOLOGY_FILE = "topology.csv"
+DIAGNOSTICS_FILE = "diagnostics.csv"
+MODEL_FILE = "model.pt"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 FAILURE_FILE = "failure.json"
 LOCK_FILE = ".lock"
+LOG_FILE = "worker.log"  # a suite worker's output
 #: The files a run writes (besides its lock and a suite worker's log), which a fresh start clears.
-RUN_FILES = ("config.json", "evaluations.csv", "topology.csv", "diagnostics.csv", "model.pt", CHECKPOINT_FILE,
+RUN_FILES = (CONFIG_FILE, EVALUATIONS_FILE, TOPOLOGY_FILE, DIAGNOSTICS_FILE, MODEL_FILE, CHECKPOINT_FILE,
              FAILURE_FILE, RESULT_FILE)
 
 
 class RunLocked(RuntimeError):
     """Another process is working on this run right now."""
+
+
 PACKAGES = ("rlx2", "torch", "gymnasium", "mujoco", "numpy", "scipy")
 
 
 def _real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run's result record (``result.json``), the one schema every procedure writes and every reader reads.
+
+    A procedure gives what only it knows (``steps`` .. ``extra``) to ``Recorder.finish``, which
+    adds the score from the evaluations it logged (``final_score``, ``final_window``,
+    ``evaluations``) and the ``run_id``. ``flops`` is ``rlx2.sparse.flops.flops_report``'s dict;
+    a report needs its ``size`` and ``inference_flops_relative``. ``extra`` holds a procedure's
+    own fields (distillation: ``teacher_final_score``), stored beside the others.
+    """
+
+    steps: int  # the last step of the run's evaluation axis (distillation: teacher's steps + student's)
+    iterations: int  # training iterations (gradient steps)
+    wall_seconds: float
+    steps_per_second: float | None  # training iterations per second of learning
+    final_densities: dict[str, dict[str, float]]
+    flops: dict[str, Any]
+    final_buffer_size: int | None = None
+    resumes: list[dict[str, Any]] = field(default_factory=list)  # {"step", "git_commit"} of each resume
+    extra: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+    final_score: float = math.nan
+    final_window: int = 0
+    evaluations: int = 0
+    status: str = "finished"
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON object ``result.json`` holds."""
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**record, **self.extra}
+
+    def __getitem__(self, key: str) -> Any:
+        """A field of the record by its JSON name (``result["final_score"]``), as scripts that read the object do."""
+        return self.to_record()[key]
+
+    @classmethod
+    def from_record(cls, record: Any) -> RunResult:
+        """The result of a ``result.json`` object; ValueError saying why it is not a finished run's record."""
+        problem = result_problem(record)
+        if problem is not None:
+            raise ValueError(problem)
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = {k: v for k, v in record.items() if k in names}
+        return cls(**{"iterations": 0, "wall_seconds": 0.0, "steps_per_second": None, "final_densities": {},
+                      **known}, extra={k: v for k, v in record.items() if k not in names})
 
 
 def result_problem(record: Any) -> str | None:
@@ -63,6 +119,9 @@ def result_problem(record: Any) -> str | None:
     flops = record.get("flops")
     if not isinstance(flops, dict) or not all(_real(flops.get(k)) for k in ("size", "inference_flops_relative")):
         return "flops: missing or not numbers"
+    resumes = record.get("resumes", [])
+    if not isinstance(resumes, list) or not all(isinstance(r, dict) for r in resumes):
+        return f"resumes={resumes!r}: not a list of objects"
     return None
 
 
@@ -204,6 +263,11 @@ def _fmt(value: Any) -> Any:
     return "" if value is None else value
 
 
+def _file(name: str) -> property:
+    """A run directory's path of its file ``name``."""
+    return property(lambda run_dir: run_dir.path / name, doc=f"The run's {name}.")
+
+
 class RunDirectory:
     """Creates and fills one run directory (see module docstring for its layout)."""
 
@@ -218,10 +282,17 @@ class RunDirectory:
         #: Extra entries ``start`` adds to ``config.json`` (e.g. which settings were scaled to the budget).
         self.metadata: dict[str, Any] = {}
 
-    def result(self) -> dict[str, Any] | None:
+    # -- where each file lies (readers open them through these) -----------------
+    config_file = _file(CONFIG_FILE)
+    evaluations_file = _file(EVALUATIONS_FILE)
+    diagnostics_file = _file(DIAGNOSTICS_FILE)
+    model_file = _file(MODEL_FILE)
+    log_file = _file(LOG_FILE)
+
+    def result(self) -> RunResult | None:
         """The result record, or None when the run is unfinished (or the record is unreadable or corrupt)."""
         record, problem = self._read_result()
-        return record if problem is None else None
+        return RunResult.from_record(record) if problem is None else None
 
     def result_problem(self) -> str | None:
         """Why an existing ``result.json`` is not a valid finished record (None: valid, or no record at all)."""
@@ -245,7 +316,7 @@ class RunDirectory:
     def saved_config(self) -> dict[str, Any] | None:
         """What ``config.json`` holds (the resolved config under ``"config"``, versions, ...), or None if unreadable."""
         try:
-            data = json.loads((self.path / "config.json").read_text())
+            data = json.loads(self.config_file.read_text())
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
@@ -298,18 +369,18 @@ class RunDirectory:
         for name in RUN_FILES:  # only what a run writes: a file someone else put here stays
             for leftover in (self.path / name, self.path / f"{name}.tmp"):
                 leftover.unlink(missing_ok=True)
-        atomic_write_text(self.path / "config.json",
+        atomic_write_text(self.config_file,
                           json.dumps({**config, **self.metadata}, indent=2, sort_keys=True) + "\n")
-        self.evaluations = CsvLog(self.path / "evaluations.csv", self.EVAL_COLUMNS)
-        self.topology = CsvLog(self.path / "topology.csv", self.TOPOLOGY_COLUMNS)
-        self.diagnostics = CsvLog(self.path / "diagnostics.csv", self.DIAGNOSTIC_COLUMNS)
+        self.evaluations = CsvLog(self.evaluations_file, self.EVAL_COLUMNS)
+        self.topology = CsvLog(self.path / TOPOLOGY_FILE, self.TOPOLOGY_COLUMNS)
+        self.diagnostics = CsvLog(self.diagnostics_file, self.DIAGNOSTIC_COLUMNS)
 
     def resume(self, step: int) -> None:
         """Continue from a checkpoint taken at ``step``: logs are cut back to it."""
         (self.path / FAILURE_FILE).unlink(missing_ok=True)
-        self.evaluations = CsvLog(self.path / "evaluations.csv", self.EVAL_COLUMNS, keep_until_step=step)
-        self.topology = CsvLog(self.path / "topology.csv", self.TOPOLOGY_COLUMNS, keep_until_step=step)
-        self.diagnostics = CsvLog(self.path / "diagnostics.csv", self.DIAGNOSTIC_COLUMNS, keep_until_step=step)
+        self.evaluations = CsvLog(self.evaluations_file, self.EVAL_COLUMNS, keep_until_step=step)
+        self.topology = CsvLog(self.path / TOPOLOGY_FILE, self.TOPOLOGY_COLUMNS, keep_until_step=step)
+        self.diagnostics = CsvLog(self.diagnostics_file, self.DIAGNOSTIC_COLUMNS, keep_until_step=step)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         atomic_torch_save(state, self.path / CHECKPOINT_FILE)
@@ -353,13 +424,13 @@ class RunDirectory:
         writer.flush()
 
     def save_model(self, state: dict[str, Any]) -> None:
-        atomic_torch_save(state, self.path / "model.pt")
+        atomic_torch_save(state, self.model_file)
 
-    def finish(self, result: dict[str, Any]) -> None:
+    def finish(self, result: RunResult) -> None:
         """Close the logs and write the result record, last and atomically."""
         self.abort()
         (self.path / FAILURE_FILE).unlink(missing_ok=True)
-        atomic_write_text(self.path / RESULT_FILE, json.dumps(result, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(self.path / RESULT_FILE, json.dumps(result.to_record(), indent=2, sort_keys=True) + "\n")
         (self.path / CHECKPOINT_FILE).unlink(missing_ok=True)
 
     def abort(self) -> None:

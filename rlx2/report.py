@@ -40,7 +40,6 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,65 +49,15 @@ from rlx2.comparisons import Pair, Tested, decide, declared_enough, judge_pairs,
 from rlx2.config import PAPER_STEPS, RunConfig, run_id
 from rlx2.paper import PAPER_METHODS, ordered, paper_row
 from rlx2.results import Collected, collect, final_scores, random_policy_return, save_table
-from rlx2.stats import (AGGREGATES, ALPHA, DEFAULT_REPS, MIN_SEEDS, Interval, aggregate_metrics, improvement, interval,
-                        normalise, normalised_aggregates, rank_test_p)
+from rlx2.scores import (DenseReference, Normalised, ReportSettings, cells, dense_references, fmt, interval_cell,
+                         mean_interval, normalised_scores, percent_of_dense, score_matrix, scores_of, task_scores)
+from rlx2.stats import AGGREGATES, ALPHA, MIN_SEEDS, aggregate_metrics, improvement, normalised_aggregates, rank_test_p
 
 SUMMARY_FILE = "summary.json"
 
 
 class ReportRefused(RuntimeError):
     """Writing the report would replace one built from more finished runs."""
-
-
-@dataclass
-class ReportSettings:
-    reps: int = DEFAULT_REPS  # bootstrap replications
-    seed: int = 0  # seed of every bootstrap
-    random_episodes: int = 10  # episodes of the random policy per task
-
-
-@dataclass(frozen=True)
-class DenseReference:
-    """What "% of dense" and normalised scores of one task are relative to, and whether they mean anything."""
-
-    random: float  # mean return of a uniformly random policy
-    mean: float  # dense's mean final score (nan: no dense run)
-    low: float  # its bootstrap interval over seeds (a range below MIN_SEEDS seeds)
-    high: float
-    seeds: int
-    scores: tuple[float, ...] = ()  # dense's final scores by seed (ratios to dense resample them)
-
-    @property
-    def problem(self) -> str | None:
-        """Why ratios to dense are not findings on this task (None: they are)."""
-        if self.seeds == 0:
-            return "no finished dense run"
-        if self.seeds == 1:
-            return "one dense run: no interval to tell whether it beats the random policy"
-        if not self.low > self.random:
-            return (f"dense does not clearly beat the random policy (its mean {interval_cell(self.mean, self.low, self.high, self.seeds)}, "
-                    f"random policy {fmt(self.random)})")
-        if not self.low > 0:
-            return f"dense's mean {interval_cell(self.mean, self.low, self.high, self.seeds)} reaches 0 or below"
-        return None
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
-
-
-def interval_cell(point: float, low: float, high: float, seeds: int, digits: int = 1) -> str:
-    """A point with its bootstrap interval, labelled by what it is at ``seeds`` (the fewest seeds it rests on).
-
-    ``MIN_SEEDS`` or more: ``x [low, high]``, a 95 % interval. Fewer: ``x (range low to high)``,
-    since a percentile bootstrap over 2-4 values is about their range, not a 95 % interval.
-    One seed: ``x (1 seed)``, no interval at all.
-    """
-    if seeds >= MIN_SEEDS:
-        return f"{fmt(point, digits)} [{fmt(low, digits)}, {fmt(high, digits)}]"
-    if seeds >= 2:
-        return f"{fmt(point, digits)} (range {fmt(low, digits)} to {fmt(high, digits)})"
-    return f"{fmt(point, digits)} (1 seed)"
 
 
 def p_value(p: float | None) -> str:
@@ -147,28 +96,6 @@ def write_table(df: pd.DataFrame, out: Path, stem: str, caption: str, tex: bool 
         (out / f"{stem}.tex").write_text(latex(df, caption))
 
 
-def mean_interval(values: np.ndarray, settings: ReportSettings) -> Interval:
-    """Mean of ``values`` (one per seed) with its bootstrap interval."""
-    return interval([np.asarray(values, dtype=float)], lambda v: np.mean(v, axis=-1), settings.reps, settings.seed)
-
-
-def scores_of(finals: pd.DataFrame, algo: str, task: str, method: str) -> np.ndarray:
-    """Final scores of one cell, by seed."""
-    chosen = finals[(finals.algo == algo) & (finals.task == task) & (finals.method == method)]
-    return chosen.sort_values("seed").score.to_numpy(dtype=float)
-
-
-def task_scores(finals: pd.DataFrame, algo: str, task: str) -> dict[str, np.ndarray]:
-    """``{method: final scores by seed}`` of one algo and task."""
-    here = finals[(finals.algo == algo) & (finals.task == task)]
-    return {method: scores_of(finals, algo, task, method) for method in ordered(here.method.unique())}
-
-
-def cells(finals: pd.DataFrame) -> list[tuple[str, str]]:
-    """Every ``(algo, task)`` with finished runs, sorted."""
-    return sorted({(a, t) for a, t in zip(finals.algo, finals.task)})
-
-
 def declared_seeds(runs: list[RunConfig], algo: str, task: str) -> dict[str, int]:
     """Seeds per method the profile runs on one algo and task (its declaration, finished or not)."""
     counts: dict[str, int] = {}
@@ -178,66 +105,12 @@ def declared_seeds(runs: list[RunConfig], algo: str, task: str) -> dict[str, int
     return counts
 
 
-def dense_references(finals: pd.DataFrame, random_returns: dict[str, float], settings: ReportSettings
-                     ) -> dict[tuple[str, str], DenseReference]:
-    refs = {}
-    for algo, task in cells(finals):
-        dense = scores_of(finals, algo, task, "dense")
-        point, low, high = mean_interval(dense, settings) if len(dense) else (np.nan, np.nan, np.nan)
-        refs[(algo, task)] = DenseReference(random_returns[task], point, low, high, len(dense), tuple(dense))
-    return refs
-
-
 def references_table(refs: dict[tuple[str, str], DenseReference]) -> pd.DataFrame:
     return pd.DataFrame([{
         "Algo": algo.upper(), "Task": task, "Random policy": fmt(ref.random), "Dense seeds": ref.seeds,
         "Dense mean": interval_cell(ref.mean, ref.low, ref.high, ref.seeds),
         "% of dense and normalised scores": "reported" if ref.problem is None else f"not reported: {ref.problem}",
     } for (algo, task), ref in refs.items()])
-
-
-def ratio_to_dense(method_scores: list[np.ndarray], dense_scores: list[np.ndarray], settings: ReportSettings
-                   ) -> Interval:
-    """100 x mean(method) / mean(dense), averaged over tasks, with dense's seeds resampled too.
-
-    Every task's runs of the method and of dense are redrawn independently in each bootstrap
-    replicate, so the interval carries dense's uncertainty as well as the method's, and tasks
-    with different seed counts need no truncation.
-    """
-    tasks = len(method_scores)
-
-    def statistic(*draws):
-        return np.mean([100.0 * np.mean(draws[t], axis=-1) / np.mean(draws[tasks + t], axis=-1) for t in range(tasks)],
-                       axis=0)
-
-    return interval([*method_scores, *dense_scores], statistic, settings.reps, settings.seed)
-
-
-def percent_of_dense(finals: pd.DataFrame, refs: dict, settings: ReportSettings) -> tuple[pd.DataFrame, dict]:
-    """Per valid (algo, task, method): % of dense's mean with its interval; per algo, averages over its valid tasks."""
-    rows, averages = [], {}
-    for algo in sorted(finals.algo.unique()):
-        tasks = [t for a, t in cells(finals) if a == algo and refs[(a, t)].problem is None]
-        columns: dict[str, list[np.ndarray]] = {}
-        for task in tasks:
-            dense = np.array(refs[(algo, task)].scores)
-            for method, scores in task_scores(finals, algo, task).items():
-                if method == "dense":  # dense against itself: only its own spread (numerator and denominator are one)
-                    point, low, high = interval([scores], lambda d: 100.0 * np.mean(d, axis=-1) / np.mean(dense),
-                                                settings.reps, settings.seed)
-                    seeds = len(scores)
-                else:
-                    point, low, high = ratio_to_dense([scores], [dense], settings)
-                    seeds = min(len(scores), len(dense))
-                rows.append({"algo": algo, "task": task, "method": method, "pct": point, "low": low, "high": high,
-                             "seeds": seeds})
-                columns.setdefault(method, []).append(scores)
-        for method, per_task in columns.items():
-            if method != "dense" and len(per_task) == len(tasks):  # a task without this method: no average
-                dense = [np.array(refs[(algo, t)].scores) for t in tasks]
-                seeds = min(len(c) for c in [*per_task, *dense])
-                averages[(algo, method)] = (*ratio_to_dense(per_task, dense, settings), seeds)
-    return pd.DataFrame(rows, columns=["algo", "task", "method", "pct", "low", "high", "seeds"]), averages
 
 
 NOT_REPORTED = "n/a (see reference returns)"
@@ -352,48 +225,6 @@ def improvement_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.Data
     return pd.DataFrame(rows)
 
 
-@dataclass(frozen=True)
-class Normalised:
-    """One algo's scores over its reported tasks, per method ``[seeds, tasks]``: raw, and normalised
-    (0 = random policy, 1 = dense's mean), with what normalising needs."""
-
-    tasks: list[str]
-    raw: dict[str, np.ndarray]
-    scores: dict[str, np.ndarray]
-    random: list[float]
-    dense: list[np.ndarray]  # dense's final scores per task
-
-
-def normalised_scores(finals: pd.DataFrame, refs: dict) -> tuple[dict[str, Normalised], list[str]]:
-    """Per algo, its methods' scores over the reported tasks, and a note per method that had to be cut to
-    the seeds every task has (rliable's aggregates need a matrix).
-
-    Only tasks where dense clearly beats the random policy are used, so normalising keeps
-    every task's ordering of raw scores.
-    """
-    out: dict[str, Normalised] = {}
-    notes = []
-    for algo in sorted(finals.algo.unique()):
-        tasks = [t for a, t in cells(finals) if a == algo and refs[(a, t)].problem is None]
-        if not tasks:
-            continue
-        random = [refs[(algo, t)].random for t in tasks]
-        means = [refs[(algo, t)].mean for t in tasks]
-        raw, scores = {}, {}
-        for method in ordered(finals[finals.algo == algo].method.unique()):
-            columns = [scores_of(finals, algo, t, method) for t in tasks]
-            if any(len(c) == 0 for c in columns):
-                continue
-            seeds = min(len(c) for c in columns)
-            if any(len(c) != seeds for c in columns):
-                notes.append(f"{algo.upper()} {method}: its tasks have {', '.join(str(len(c)) for c in columns)} "
-                             f"seeds; the aggregates use the first {seeds} of each")
-            raw[method] = np.stack([c[:seeds] for c in columns], axis=1)
-            scores[method] = normalise(raw[method], np.array(random), np.array(means))
-        out[algo] = Normalised(tasks, raw, scores, random, [np.array(refs[(algo, t)].scores) for t in tasks])
-    return out, notes
-
-
 def aggregate_names(tasks: int) -> list[str]:
     """The aggregates worth a column: over one or two tasks the median of task means is their mean."""
     return [name for name in AGGREGATES if not (name == "Median" and tasks <= 2)]
@@ -493,7 +324,7 @@ def sb3_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
         dense, sb3 = scores_of(finals, algo, task, "dense"), scores_of(finals, algo, task, "sb3")
         if not len(dense) or not len(sb3):
             continue
-        pair = {"dense": dense[:, None], "sb3": sb3[:, None]}
+        pair = {method: score_matrix(finals, algo, [task], method)[0] for method in ("dense", "sb3")}
         iqm = aggregate_metrics(pair, settings.reps, settings.seed)
         seeds = min(len(dense), len(sb3))
         effect = interval_cell(*improvement(dense, sb3, settings.reps, settings.seed), seeds, digits=2)
@@ -514,6 +345,14 @@ def sb3_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def own_step_axes(runs: list[RunConfig]) -> dict[str, str]:
+    """The profile's methods whose evaluations lie on a step axis of their own, and why (``Method.own_step_axis``)."""
+    from rlx2.methods import get_method
+
+    return {method: why for method in sorted({cfg.method for cfg in runs})
+            if (why := get_method(method).own_step_axis) is not None}
+
+
 def run_facts(runs: list[RunConfig], results: Path, paths: dict[str, Path] | None = None) -> dict:
     """Versions and commits recorded by the finished runs (for the index)."""
     from rlx2.records import RunDirectory
@@ -527,7 +366,8 @@ def run_facts(runs: list[RunConfig], results: Path, paths: dict[str, Path] | Non
         data = run_dir.saved_config() or {}
         versions.add(json.dumps(data.get("versions", {}), sort_keys=True))
         commits.add(str(data.get("git_commit")))
-        seconds += float(result.get("wall_seconds", 0.0) or 0.0)
+        commits.update(str(resume.get("git_commit")) for resume in result.resumes)  # resumed on later code
+        seconds += float(result.wall_seconds or 0.0)
     return {"versions": [json.loads(v) for v in sorted(versions)], "commits": sorted(commits),
             "run_hours": seconds / 3600}
 
@@ -764,7 +604,8 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
         say("figures")
         from rlx2 import figures  # matplotlib: only when there is something to draw
 
-        figure_list = figures.write_all(table, finals, pct, scores, aggregates, out / "figures", settings)
+        figure_list = figures.write_all(table, finals, pct, scores, aggregates, out / "figures", settings,
+                                        own_step_axes(runs))
     write_index(out, suite_name, profile, description, runs, results, collected, sections, figure_list, settings,
                 added, paths)
     return extra

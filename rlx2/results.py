@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from rlx2.config import RunConfig, run_id
-from rlx2.records import RunDirectory
+from rlx2.records import CONFIG_FILE, RunDirectory
 
 COLUMNS = ["suite", "profile", "algo", "task", "method", "seed", "step", "metric", "value", "actor_sparsity",
            "critic_sparsity", "size", "training_flops", "inference_flops"]
@@ -46,7 +46,7 @@ def collect(runs: list[RunConfig], results: Path, suite: str, profile: str, path
         name = run_id(cfg)
         run_dir = RunDirectory((paths or {}).get(name, results / name))
         result = run_dir.result()
-        curve, problem = (None, None) if result is None else read_evaluations(run_dir.path / "evaluations.csv")
+        curve, problem = (None, None) if result is None else read_evaluations(run_dir.evaluations_file)
         problem = problem or (config_problem(run_dir) if result is not None else None)
         if result is None or problem is not None:
             missing.append(name)
@@ -56,13 +56,13 @@ def collect(runs: list[RunConfig], results: Path, suite: str, profile: str, path
             elif failure:
                 failed[name] = f"{failure.get('kind')}: {failure.get('reason')}"
             continue
-        flops = result["flops"]
+        flops = result.flops
         base = {"suite": suite, "profile": profile, "algo": cfg.algo, "task": cfg.env, "method": cfg.method,
                 "seed": cfg.seed, "actor_sparsity": cfg.actor_sparsity, "critic_sparsity": cfg.critic_sparsity,
                 "size": flops["size"], "training_flops": flops.get("training_flops_relative", np.nan),
                 "inference_flops": flops["inference_flops_relative"]}
         rows += [{**base, "step": step, "metric": "eval_return", "value": value} for step, value in curve]
-        rows.append({**base, "step": int(result["steps"]), "metric": "final_score", "value": result["final_score"]})
+        rows.append({**base, "step": result.steps, "metric": "final_score", "value": result.final_score})
     table = pd.DataFrame(rows, columns=COLUMNS)
     if not table.empty:
         table = table.sort_values(["algo", "task", "method", "seed", "metric", "step"], kind="stable")
@@ -99,7 +99,7 @@ def find_run_dirs(root: Path) -> list[Path]:
     inside of a run directory are not searched."""
     found = []
     for folder, subfolders, files in os.walk(root):
-        if "config.json" in files:
+        if CONFIG_FILE in files:
             found.append(Path(folder))
             subfolders.clear()
         else:
@@ -109,7 +109,7 @@ def find_run_dirs(root: Path) -> list[Path]:
 
 def config_problem(run_dir: RunDirectory) -> str | None:
     """Why the ``config.json`` of ``run_dir`` is not a run's config, naming it (None: it is one, or there is none)."""
-    config = run_dir.path / "config.json"
+    config = run_dir.config_file
     if not config.exists():
         return None
     saved = run_dir.saved_config()
@@ -128,7 +128,7 @@ def other_settings(cfg: RunConfig, run_dir: RunDirectory) -> str | None:
     from rlx2.methods import resolve
 
     differ = run_dir.settings_differ(resolve(cfg)[0]) if config_problem(run_dir) is None else []
-    return f"{run_dir.path / 'config.json'}: holds a run with other settings ({', '.join(differ)})" if differ else None
+    return f"{run_dir.config_file}: holds a run with other settings ({', '.join(differ)})" if differ else None
 
 
 def runs_from_directory(root: Path) -> tuple[list[RunConfig], dict[str, Path], list[str]]:
@@ -147,11 +147,11 @@ def runs_from_directory(root: Path) -> tuple[list[RunConfig], dict[str, Path], l
         cfg = RunConfig.from_dict(RunDirectory(path).saved_config()["config"])
         name = run_id(cfg)
         if name in paths:
-            raise ValueError(f"{path / 'config.json'} and {paths[name] / 'config.json'} hold the same run {name}")
+            raise ValueError(f"{path / CONFIG_FILE} and {paths[name] / CONFIG_FILE} hold the same run {name}")
         first = groups.setdefault((cfg.algo, cfg.env, cfg.method), (cfg, path))
         differ = sorted(k for k, v in cfg.to_dict().items() if k != "seed" and v != first[0].to_dict()[k])
         if differ:
-            raise ValueError(f"{path / 'config.json'} and {first[1] / 'config.json'}: runs of {cfg.algo}/{cfg.env}/"
+            raise ValueError(f"{path / CONFIG_FILE} and {first[1] / CONFIG_FILE}: runs of {cfg.algo}/{cfg.env}/"
                              f"{cfg.method} with other settings ({', '.join(differ)}); report them separately")
         runs.append(cfg)
         paths[name] = path

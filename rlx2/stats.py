@@ -30,8 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from scipy import stats as scipy_stats
 
-#: Bootstrap replications of every interval (the report's ``--reps`` default).
-DEFAULT_REPS = 2_000
+from rlx2.config import DEFAULT_REPS  # noqa: F401 - bootstrap replications: one default, where the CLI reads it
 #: Seeds a side below which no ordering verdict is made and an interval is called a range.
 MIN_SEEDS = 5
 #: Family-wise error rate of the verdicts.

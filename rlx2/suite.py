@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlx2.config import ALGOS, MAX_STEPS, ConfigError, RunConfig
+from rlx2.config import ALGOS, MAX_STEPS, ConfigError, RunConfig, is_sparsity
 
 #: Where suite names are looked up: ./suites first, then the suites/ beside the package source.
 SUITES_DIRS = (Path("suites"), Path(__file__).resolve().parent.parent / "suites")
@@ -137,6 +137,29 @@ def read_suite_file(name_or_path: str) -> tuple[Path, dict[str, Any]]:
         if key not in TOP_KEYS:
             raise SuiteError(path, key, data[key], f"unknown table; expected {sorted(TOP_KEYS)}")
     return path, data
+
+
+def suite_listing(path: Path) -> str:
+    """One line for ``rlx2 suite list``: the suite's profiles, the default marked, with budget and seeds; a file that
+    cannot be read says so (one bad file does not hide the others)."""
+    try:
+        _, data = read_suite_file(str(path))
+        profiles = data.get("profiles", {})
+        default = data.get("suite", {}).get("default_profile")
+        return f"{path.stem}: " + ", ".join(
+            f"{name}{' (default)' if name == default else ''} [{p.get('steps'):,} steps x {_profile_seeds(p)}]"
+            for name, p in profiles.items())
+    except SuiteError as exc:  # names the file already
+        return f"{path.stem}: unreadable ({exc})"
+    except (ValueError, TypeError, AttributeError) as exc:
+        return f"{path.stem}: unreadable ({path}: {exc})"
+
+
+def _profile_seeds(profile: dict) -> str:
+    """``5 seeds``, or ``5 seeds (sb3: 1)`` for a profile that runs some methods at other seed counts."""
+    fewer = profile.get("method_seeds", {})
+    listed = ", ".join(f"{m}: {n}" for m, n in fewer.items()) if isinstance(fewer, dict) else ""
+    return f"{profile.get('seeds')} seeds" + (f" ({listed})" if listed else "")
 
 
 def suite_head(path: Path, data: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
@@ -254,7 +277,7 @@ def sparsities(path: Path, data: dict[str, Any], algos: list[str], tasks: list[s
                     or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)):
                 raise SuiteError(path, f"sparsity.{algo}.{task}", pair, "must be [actor, critic] sparsities")
             for role, value in zip(("actor", "critic"), pair):
-                if not 0.0 <= value < 1.0:
+                if not is_sparsity(value):
                     raise SuiteError(path, f"sparsity.{algo}.{task}", pair, f"{role} sparsity {value} outside [0, 1)")
     return table
 

@@ -1,19 +1,17 @@
 """One run's lifecycle, the same for every procedure: prepare, lock, check, run, record the outcome.
 
 ``prepare`` checks every input before anything is written (settings, method, task, that the
-run fits in memory, that ``out`` is writable). ``train`` then takes the run's lock, refuses
-to redo a finished run or to resume one made with other settings, and hands a ``RunContext``
-to the method's procedure: its own ``run`` if it has one (distillation, stable-baselines3),
+run fits in memory, that ``out`` is writable). ``run`` then takes the run's lock, refuses to
+redo a finished run or to resume one made with other settings, and hands a ``RunContext``
+to the method's procedure (``train`` is ``prepare`` then ``run``): its own ``run`` if it has one (distillation, stable-baselines3),
 otherwise the off-policy loop (``rlx2.loop``). A run that diverges is recorded as failed
 (``failure.json``); whatever happens, the lock is released.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -21,11 +19,13 @@ from rlx2.config import ConfigError, RunConfig, run_id
 from rlx2.envs import make_env
 from rlx2.loop import run_off_policy
 from rlx2.methods import resolve
+from rlx2.methods.base import Method, RunContext
 from rlx2.recorder import RunDiverged
-from rlx2.records import CHECKPOINT_FILE, RunDirectory, writable_directory
+from rlx2.records import CHECKPOINT_FILE, RunDirectory, RunResult, writable_directory
 from rlx2.sparse.flops import mlp_weights
 
-__all__ = ["RunAlreadyFinished", "RunContext", "RunDiverged", "RunSettingsMismatch", "prepare", "train"]
+__all__ = ["RunAlreadyFinished", "RunContext", "RunDiverged", "RunResult", "RunSettingsMismatch", "prepare", "run",
+           "train"]
 
 
 class RunAlreadyFinished(RuntimeError):
@@ -37,25 +37,13 @@ class RunSettingsMismatch(RuntimeError):
 
 
 @dataclass
-class RunContext:
-    """What a run procedure gets: the resolved run, where to write it, and how to obtain runs it depends on."""
-
-    cfg: RunConfig  # resolved
-    method: Any
-    run_dir: RunDirectory
-    out: Path  # the results root, where the runs it depends on live
-    progress: bool
-    #: Train (or reuse, when finished with the same settings) another run under ``out``; returns its directory.
-    dependency: Callable[[RunConfig], RunDirectory]
-
-
-@dataclass
 class Prepared:
     """A run whose inputs are all checked: what ``train`` needs before touching the disk."""
 
     cfg: RunConfig  # resolved
-    method: Any
+    method: Method
     run_dir: RunDirectory
+    out: Path  # the results root
 
 
 def available_memory() -> int | None:
@@ -99,13 +87,17 @@ def prepare(cfg: RunConfig, out: Path | str) -> Prepared:
         raise ConfigError("out", str(out), problem)
     run_dir = RunDirectory(Path(out) / run_id(resolved))
     run_dir.metadata["scaled_to_budget"] = cfg.unset_budget_fields()  # recorded in config.json
-    return Prepared(resolved, method, run_dir)
+    return Prepared(resolved, method, run_dir, Path(out))
 
 
-def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
-    """Run one training run into ``out/<run-id>/`` and return its result record."""
-    prepared = prepare(cfg, out)
-    cfg, method, run_dir = prepared.cfg, prepared.method, prepared.run_dir
+def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: bool = False) -> RunResult:
+    """Run one training run into ``out/<run-id>/`` and return its result record (``prepare``, then ``run``)."""
+    return run(prepare(cfg, out), progress=progress, overwrite=overwrite)
+
+
+def run(prepared: Prepared, *, progress: bool = True, overwrite: bool = False) -> RunResult:
+    """Run a prepared run: lock it, refuse what must not be redone or mixed, call its procedure, record a divergence."""
+    cfg, method, run_dir, out = prepared.cfg, prepared.method, prepared.run_dir, prepared.out
     run_dir.lock()
     try:
         if run_dir.finished and not overwrite:
@@ -118,8 +110,8 @@ def train(cfg: RunConfig, out: Path | str, *, progress: bool = True, overwrite: 
                 raise RunSettingsMismatch(f"{run_dir.path} holds an unfinished run with other settings "
                                           f"({', '.join(differ)}); pass --overwrite to start it afresh")
         torch.set_num_threads(cfg.torch_threads)
-        ctx = RunContext(cfg, method, run_dir, Path(out), progress,
-                         dependency=lambda other: finished_run(other, Path(out), progress))
+        ctx = RunContext(cfg, method, run_dir, out, progress,
+                         dependency=lambda other: finished_run(other, out, progress))
         procedure = method.run or run_off_policy
         try:
             return procedure(ctx)

@@ -20,6 +20,12 @@ import traceback
 EXIT_DIVERGED, EXIT_LOCKED = 3, 4
 
 
+def attempt_outcome(code: int | None) -> str:
+    """What a worker's exit status says of its attempt: done, diverged, locked (another runner holds the run) or
+    crashed (anything else, None included: no status at all)."""
+    return {0: "done", EXIT_DIVERGED: "diverged", EXIT_LOCKED: "locked"}.get(code, "crashed")
+
+
 def die_with_parent(parent: int) -> None:
     """Ask the kernel to SIGKILL this process when its parent goes (Linux ``PR_SET_PDEATHSIG``)."""
     try:

@@ -29,7 +29,7 @@ def test_every_method_completes_a_real_run(tmp_path, algo, method):
     run_dir = tmp_path / algo / "Hopper-v5" / method / "seed-0"
     assert {p.name for p in run_dir.iterdir() if not p.name.startswith(".")} == RUN_FILES
     assert result["status"] == "finished" and math.isfinite(result["final_score"])
-    assert json.loads((run_dir / "result.json").read_text()) == result
+    assert json.loads((run_dir / "result.json").read_text()) == result.to_record()
 
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["method"] == method and config["versions"]["torch"]

@@ -206,9 +206,13 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, algo, me
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert checkpoint.exists()
-    train(cfg, tmp_path / "b", progress=False)
+    resumed = train(cfg, tmp_path / "b", progress=False)
     for name in ("evaluations.csv", "topology.csv"):
         assert (tmp_path / "a" / run / name).read_text() == (tmp_path / "b" / run / name).read_text()
+    # the result says where the run resumed and on which code (a later commit may have resumed it)
+    from rlx2.records import git_commit
+    assert json.loads((tmp_path / "a" / run / "result.json").read_text())["resumes"] == []
+    assert [r["git_commit"] for r in resumed.resumes] == [git_commit()] and 400 <= resumed.resumes[0]["step"] < 2_000
     a = torch.load(tmp_path / "a" / run / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / run / "model.pt", weights_only=True)
     for net in a:

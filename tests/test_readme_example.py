@@ -1,5 +1,5 @@
-"""The README's "Adding a baseline" example, run exactly as written: the module, and the commands that put the new
-method beside a profile's finished runs."""
+"""The README's examples, run exactly as written: "Adding a baseline" (the module, and the commands that put the new
+method beside a profile's finished runs) and "A method with its own procedure"."""
 
 import csv
 import re
@@ -19,17 +19,18 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "report"))
 
 
-def readme_section() -> str:
-    return README.read_text().split("### Adding a baseline", 1)[1].split("\n## ", 1)[0]
+def readme_section(title: str = "Adding a baseline") -> str:
+    """The README's ``### title`` section, up to the next heading."""
+    return re.split(r"\n##+ ", README.read_text().split(f"### {title}\n", 1)[1], maxsplit=1)[0]
 
 
-def readme_example() -> str:
-    return re.search(r"```python\n(.*?)```", readme_section(), re.S).group(1)
+def readme_example(title: str = "Adding a baseline") -> str:
+    return re.search(r"```python\n(.*?)```", readme_section(title), re.S).group(1)
 
 
-def readme_commands(block: int) -> list[list[str]]:
+def readme_commands(block: int, title: str = "Adding a baseline") -> list[list[str]]:
     """The ``rlx2`` commands of the section's ``block``-th bash block, comments dropped."""
-    text = re.findall(r"```bash\n(.*?)```", readme_section(), re.S)[block]
+    text = re.findall(r"```bash\n(.*?)```", readme_section(title), re.S)[block]
     return [shlex.split(line, comments=True) for line in text.splitlines() if line.strip()]
 
 
@@ -85,3 +86,32 @@ def test_readme_add_method_runs_only_the_new_method_beside_finished_records(tmp_
     assert (report / "figures" / "learning_curves.png").stat().st_size > 1_000  # one dense seed: no ratio figures
     assert "noisy-rigl" in set(pd.read_csv(report / "runs.csv").query("metric == 'eval_return'").method)
     assert {p: after[p] for p in before} == {p: p.read_bytes() for p in before}  # still untouched
+
+
+def test_readme_procedure_example_runs_and_its_run_reads_like_any_other(tmp_path, monkeypatch, capsys):
+    from rlx2 import load_agent
+    from rlx2.evaluation import evaluate_run
+    from rlx2.results import collect
+
+    monkeypatch.chdir(tmp_path)
+    title = "A method with its own procedure"
+    (tmp_path / "my_procedure.py").write_text(readme_example(title))
+    (command,) = readme_commands(0, title)
+    assert command[:2] == ["rlx2", "run"] and command[command.index("--method") + 1] == "random-data"
+    flags = ["--steps", "900", "--warmup-steps", "300", "--eval-every", "400", "--eval-episodes", "2",
+             "--batch-size", "64", "--log-every", "300", "--out", str(tmp_path / "out")]
+    steps = command.index("--steps")  # the README's budget, cut to a test's
+    assert main([*command[1:steps], *command[steps + 2:], *flags]) == 0
+    capsys.readouterr()
+    run_dir = tmp_path / "out/td3/Hopper-v5/random-data/seed-0"
+    with open(run_dir / "evaluations.csv") as f:
+        assert [int(row["step"]) for row in csv.DictReader(f)] == [400, 800, 900]  # evaluation_due
+    cfg = get_method("random-data")().resolve(tiny_config(method="random-data", steps=900, warmup_steps=300,
+                                                          eval_every=400, eval_episodes=2, batch_size=64,
+                                                          log_every=300))
+    collected = collect([cfg], tmp_path / "out", "adhoc", "adhoc")
+    assert collected.missing == [] and len(collected.table) == 4  # three evaluations and the final score
+    agent = load_agent(run_dir)  # its model.pt is the agent's state_dict
+    assert agent.cfg.method == "random-data"
+    last = float(list(csv.DictReader(open(run_dir / "evaluations.csv")))[-1]["mean_return"])
+    assert evaluate_run(run_dir)["mean_return"] == last  # the run's own protocol

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from rlx2.config import run_id
-from rlx2.report import DenseReference, ReportSettings, build_report, interval_cell, package_versions, versus_paper
+from rlx2.report import build_report, package_versions, versus_paper
+from rlx2.scores import DenseReference, ReportSettings, interval_cell
 from rlx2.stats import normalise
 from rlx2.suite import load_suite
 from test_faults import make_suite
@@ -119,7 +120,7 @@ def test_when_dense_does_not_beat_the_random_policy_ratios_are_not_findings(tmp_
 
 
 def test_normalised_scores_never_invert_the_ordering_of_raw_scores():
-    from rlx2.report import DenseReference, normalised_scores
+    from rlx2.scores import DenseReference, normalised_scores
 
     rng = np.random.default_rng(0)
     for trial in range(200):
@@ -194,6 +195,23 @@ def test_a_wrong_typed_result_is_a_corrupt_run_not_a_crash(tmp_path, capsys):
     assert "td3/Hopper-v5/static/seed-0  corrupt" in capsys.readouterr().out
 
 
+def test_a_run_resumed_on_later_code_lists_that_commit_too(tmp_path):
+    import json
+
+    suite = fixture_suite()
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE / "results", results)
+    record = results / "td3/Hopper-v5/static/seed-0/result.json"
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "resumes": [{"step": 25_000, "git_commit": "later0commit"}]}))
+    build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "r", SETTINGS)
+    commits = next(line for line in (tmp_path / "r" / "index.md").read_text().splitlines() if "code commit(s)" in line)
+    assert "later0commit" in commits and len(commits.split(", ")) == 2  # the fixture's own commit, and the resume's
+    record.write_text(json.dumps({**data, "resumes": "later0commit"}))
+    summary = build_report(suite.name, suite.profile, list(suite.runs), results, tmp_path / "r2", SETTINGS)
+    assert summary["missing"] == ["td3/Hopper-v5/static/seed-0"]
+
+
 @pytest.fixture(scope="module")
 def fixture_results(tmp_path_factory):
     """A tiny real suite (TD3 Hopper-v5, dense / static / rlx2, 2 seeds) run by the local executor."""
@@ -234,7 +252,7 @@ def test_the_final_score_averages_the_last_five_percent_of_the_evaluations_made(
     from rlx2.config import RunConfig
     from rlx2.methods import resolve
     from rlx2.recorder import Recorder
-    from rlx2.records import RunDirectory
+    from rlx2.records import RunDirectory, RunResult
 
     # 20 evaluations (10 000 steps, one every 500): the last 5 % is 1, so the floor of 3 applies
     cfg, method = resolve(RunConfig(steps=10_000, eval_every=500))
@@ -244,14 +262,15 @@ def test_the_final_score_averages_the_last_five_percent_of_the_evaluations_made(
     run_dir.start({"config": cfg.to_dict()})
     recorder = Recorder(cfg, method, run_dir)
     recorder.evaluations = list(curve)
-    result = recorder.finish(None, steps=cfg.steps)
-    assert result["final_score"] == (180.0 + 190.0 + 200.0) / 3 and result["final_window"] == 3
+    result = recorder.finish(None, RunResult(steps=cfg.steps, iterations=0, wall_seconds=0.0, steps_per_second=None,
+                                             final_densities={}, flops={}))
+    assert result.final_score == (180.0 + 190.0 + 200.0) / 3 and result.final_window == 3
     # 600 evaluations (the paper's 3M steps, one every 5 000): the last 30
     assert resolve(RunConfig(steps=3_000_000))[0].final_window == 30
 
 
 def test_a_dense_reference_needs_seeds_and_an_interval_clear_of_random_and_zero():
-    from rlx2.report import DenseReference
+    from rlx2.scores import DenseReference
 
     assert DenseReference(20.0, 500.0, 400.0, 600.0, 3).problem is None
     assert "one dense run" in DenseReference(20.0, 500.0, 500.0, 500.0, 1).problem

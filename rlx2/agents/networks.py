@@ -80,7 +80,9 @@ class GaussianActor(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], log_std: str = "tanh") -> None:
         super().__init__()
-        if log_std not in ("tanh", "clamp"):
+        from rlx2.config import SAC_LOG_STDS  # the setting's choices, listed once
+
+        if log_std not in SAC_LOG_STDS:
             raise ValueError(f"sac_log_std={log_std!r}: must be tanh or clamp")
         self.net = mlp(obs_dim, hidden, 2 * act_dim)
         self.log_std_map = log_std

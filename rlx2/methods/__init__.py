@@ -7,9 +7,9 @@ they import torch, which listing methods or reading a suite file does not need.
 from rlx2.methods.registry import (available_methods, get_method, load_module, method_descriptions, register,
                                    resolve)
 
-__all__ = ["DynamicSparseMethod", "Method", "SparseMethod", "available_methods", "get_method", "load_module",
+__all__ = ["DynamicSparseMethod", "Method", "RunContext", "SparseMethod", "available_methods", "get_method", "load_module",
            "method_descriptions", "register", "resolve"]
-_BASE_CLASSES = ("DynamicSparseMethod", "Method", "SparseMethod")
+_BASE_CLASSES = ("DynamicSparseMethod", "Method", "RunContext", "SparseMethod")
 
 
 def __getattr__(name: str):

@@ -9,7 +9,8 @@ never test a method's name, so a new method is one subclass in one file.
 * ``Method``: a dense agent; ``make_controller`` is the general hook, ``training_cost``
   says what a whole run costs in FLOPs (rules in ``rlx2.sparse.flops``). A method whose
   procedure is not the off-policy loop (a distillation teacher, then a student) defines
-  ``run(ctx)``: the run lifecycle (``rlx2.train``) calls it with a ``RunContext`` instead.
+  ``run(ctx: RunContext) -> RunResult``: the run lifecycle (``rlx2.train``) calls it instead
+  (``rlx2.procedure.Session`` holds what every procedure sets up).
 * ``SparseMethod``: masks by the run's layer-density distribution (``mask_init``: the largest
   initial weights, or random), never changed.
 * ``DynamicSparseMethod``: adds drop/grow on the schedule of spec section 4; its
@@ -19,9 +20,12 @@ never test a method's name, so a new method is one subclass in one file.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rlx2.config import RunConfig
+from rlx2.records import RunDirectory, RunResult
 
 if TYPE_CHECKING:  # torch and the sparse machinery are imported by the hooks that use them: naming a method, or
     # resolving a run's config (which a report does to check its run directories), does not need them
@@ -34,6 +38,19 @@ if TYPE_CHECKING:  # torch and the sparse machinery are imported by the hooks th
     from rlx2.sparse.topology import TopologySchedule
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What a run procedure (``Method.run``, or the off-policy loop) gets from the run lifecycle (``rlx2.train``)."""
+
+    cfg: RunConfig  # resolved: the budget's and the method's defaults filled in
+    method: Method
+    run_dir: RunDirectory  # where the run writes (through ``rlx2.recorder.Recorder``); locked by the lifecycle
+    out: Path  # the results root, where the runs it depends on live
+    progress: bool  # whether to show a progress bar
+    #: Train (or reuse, when finished with the same settings) another run under ``out``; returns its directory.
+    dependency: Callable[[RunConfig], RunDirectory]
+
+
 class Method:
     """A dense agent, and the hooks every method may override."""
 
@@ -44,8 +61,11 @@ class Method:
     dynamic_buffer: ClassVar[bool] = False
     #: False for methods whose networks are dense; ``resolve`` then records 0 sparsity.
     uses_sparsity: ClassVar[bool] = False
-    #: A procedure of the method's own, ``run(ctx) -> result record``, replacing the off-policy loop (None: the loop).
-    run: ClassVar[Callable | None] = None
+    #: Why its evaluations lie on a step axis of their own (None: they are the run's environment steps, like every
+    #: off-policy run's); learning-curve figures leave such a method out and say why.
+    own_step_axis: ClassVar[str | None] = None
+    #: A procedure of the method's own, ``run(ctx) -> RunResult``, replacing the off-policy loop (None: the loop).
+    run: ClassVar[Callable[[RunContext], RunResult] | None] = None
 
     def resolve(self, cfg: RunConfig) -> RunConfig:
         """Fill the settings left to the budget (``RunConfig.resolve_budget``) and to the method."""

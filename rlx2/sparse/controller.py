@@ -85,7 +85,9 @@ class MaskController:
         self.refresh()  # also caches the float masks used on every step
         if self.schedule is not None and self.grow_scores is None:
             raise ValueError("a topology schedule needs a grow_scores rule")
-        if self.regrow not in ("keep", "reset") or self.grown_adam not in ("keep", "zero"):
+        from rlx2.config import GROWN_ADAMS, REGROWS  # the settings' choices, listed once
+
+        if self.regrow not in REGROWS or self.grown_adam not in GROWN_ADAMS:
             raise ValueError(f"regrow={self.regrow!r} / grown_adam={self.grown_adam!r}: keep|reset / keep|zero")
 
     @property

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rlx2.config import DISTRIBUTIONS as NAMES, is_sparsity
+
 Shape = tuple[int, int]  # (out_features, in_features), as torch stores Linear weights
 
 
 def _check_sparsity(sparsity: float) -> None:
-    if not 0.0 <= sparsity < 1.0:
+    if not is_sparsity(sparsity):
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
 
 
@@ -47,7 +49,7 @@ def uniform_densities(shapes: Sequence[Shape], sparsity: float) -> list[float]:
     return [1.0 - sparsity for _ in shapes]
 
 
-DISTRIBUTIONS = {"er": erdos_renyi_densities, "uniform": uniform_densities}
+DISTRIBUTIONS = dict(zip(NAMES, (erdos_renyi_densities, uniform_densities)))  # the settings' order: er, uniform
 
 
 def layer_densities(shapes: Sequence[Shape], sparsity: float, distribution: str = "er") -> list[float]:

@@ -232,7 +232,7 @@ def magnitude_mask(weight: torch.Tensor, n_active: int) -> torch.Tensor:
 
 
 #: How ``sparsify`` chooses a layer's initial active weights (``RunConfig.mask_init``).
-MASK_INITS = ("magnitude", "random")
+from rlx2.config import MASK_INITS  # noqa: E402 - the setting's choices, listed once
 
 
 def sparsify(module: nn.Module, sparsity: float, generator: torch.Generator, distribution: str = "er",
