@@ -6,8 +6,9 @@ hidden widths 256 (the paper's) to 4 096, it measures the latency of one observa
 (median microseconds over many calls, each call timed alone) in every runtime an
 exported actor can run in, and the size on disk of each artifact:
 
-* ``torch eager``: the run's own actor (``MaskedLinear``, backend ``auto``: CSR kernels for
-  layers at most 25 % dense), called as ``Agent.deterministic_action`` does;
+* ``torch eager``: the run's own actor (``MaskedLinear``, backend ``auto``), called as
+  ``Agent.deterministic_action`` does for one observation (``act``: the compiled kernels'
+  forward for a network with a CSR layer, else matrix-vector products, no autograd);
 * ``numpy dense`` / ``scipy CSR``: ``rlx2.deploy.Policy`` with every layer dense or CSR;
 * ``load_policy``: ``rlx2.deploy.load_policy`` on the ``.npz`` (its per-layer choice);
 * ``onnxruntime``: the ``.onnx`` file, one intra-op thread.
@@ -79,10 +80,8 @@ def runtimes(actor: DeterministicActor, folder: Path) -> tuple[dict, dict]:
     state = io.BytesIO()
     torch.save(actor.state_dict(), state)
 
-    @torch.no_grad()
-    def torch_eager(obs):
-        x = torch.as_tensor(obs, dtype=torch.float32)
-        return low + (actor(x.unsqueeze(0)).squeeze(0).numpy().astype(np.float64) + 1.0) * (high - low) / 2.0
+    def torch_eager(obs):  # Agent.deterministic_action on one observation: the actor's act (MaskedMLP.infer)
+        return low + (actor.act(np.asarray(obs, dtype=np.float32)).astype(np.float64) + 1.0) * (high - low) / 2.0
 
     calls = {"torch eager": torch_eager, "numpy dense": Policy(layers, low, high, compute="dense"),
              "scipy CSR": Policy(layers, low, high, compute="csr"), "load_policy": load_policy(npz),

@@ -1,19 +1,32 @@
-"""Training throughput: env steps/s of the real training loop, beside stable-baselines3.
+"""Training throughput: env steps/s of the real training loop, beside stable-baselines3, and where it goes.
 
 Every measurement is a fresh child process (one torch thread) that runs the real loop
 (``rlx2.train.train``, or stable-baselines3's ``learn``) for ``--warmup`` random steps and
 ``--learn`` learning steps, and reports the learning steps per second of wall-clock after
-warm-up and its own peak resident memory. Measurements are interleaved (every config once,
-then again, ``--repeats`` times) so a machine whose speed drifts affects all configs alike;
-the table shows the median, the min-max spread and ratios of medians from this one run:
-against stable-baselines3 with the same algorithm, network sizes (256, 256), batch (256)
-and schedule (one gradient step per env step, policy delay 2), and against our own dense
-agent. Evaluation is reduced to one episode at the last step (SB3 does not evaluate).
+warm-up (the one evaluation episode at the last step left out), its own peak resident
+memory, the median time of one actor call on one observation, and, for our agents, the
+breakdown of an environment step into the pieces of an update (``Agent.laps``), acting
+and the rest (environment step, replay sampling, buffer, loop). Measurements are
+interleaved (every config once, then again, ``--repeats`` times) so a machine whose speed
+drifts affects all configs alike; the tables show medians, the min-max spread and ratios
+of medians from this one run: against stable-baselines3 with the same algorithm, network
+sizes (256, 256), batch (256) and schedule (one gradient step per env step, policy delay
+2), and against our own dense agent. ``--baseline PYTHON`` also measures another checkout
+of this project (an interpreter whose ``rlx2`` is, say, today's engine) in the same run,
+configs ``--baseline-configs``, labelled ``--baseline-label``.
 
-    python benchmarks/throughput.py                      # the default grid (about 20 min on 2 cores)
-    python benchmarks/throughput.py --algos td3 --methods dense rlx2 --repeats 5
+    python benchmarks/throughput.py                      # the default grid (about 40 min on 2 cores)
+    python benchmarks/throughput.py --algos td3 --configs sb3 dense "rlx2 98/95" --repeats 5
+    python benchmarks/throughput.py --baseline ../rlx2-03d10a0/.venv/bin/python --baseline-label 03d10a0
     python benchmarks/throughput.py --kernels            # CSR vs dense kernels by density
     python benchmarks/throughput.py --scaling            # local executor, 1 vs 2 workers
+
+Clock: by default every time is the child's CPU time (``--clock cpu``: the child replaces
+``time.perf_counter`` by ``time.process_time`` before it imports anything, so the loop's own
+steps/s, the breakdown and the actor call all count the CPU seconds of that one-thread
+process). On a shared, loaded machine wall-clock time mostly measures the other processes;
+CPU time does not count their time slices, though it still sees their effect on caches and
+on a core's sibling thread. ``--clock wall`` measures wall-clock time, for an idle machine.
 
 ``tox -e bench`` runs the default grid; ``--json FILE`` also writes every measurement.
 """
@@ -54,11 +67,53 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+#: The pieces of one environment step in the breakdown, in order (``Agent.laps`` marks the update's).
+PIECES = ("target", "critic forward + loss", "critic backward", "critic step", "actor forward + backward",
+          "actor step, soft updates", "acting", "env step, replay, loop")
+
+
 def child_rlx2(algo: str, env: str, config: str, warmup: int, learn: int, seed: int) -> dict:
-    """One measurement of our loop (runs inside the child process)."""
+    """One measurement of our loop (runs inside the child process, with whichever ``rlx2`` it imports)."""
+    import importlib
+
+    import numpy as np
+    import rlx2.loop
     from rlx2.config import RunConfig
+    from rlx2.recorder import Recorder
     from rlx2.train import train
 
+    laps_class = getattr(importlib.import_module("rlx2.agents.base"), "Laps", None)  # older checkouts have none
+    seconds = {"acting": 0.0, "evaluation": 0.0}
+    agents = []
+    make_agent = rlx2.loop.make_agent
+
+    def instrumented_agent(*args, **kwargs):
+        agent = make_agent(*args, **kwargs)
+        if laps_class is not None:
+            agent.laps = laps_class()
+        explore = agent.explore
+
+        def timed_explore(obs, rng):
+            started = time.perf_counter()
+            try:
+                return explore(obs, rng)
+            finally:
+                seconds["acting"] += time.perf_counter() - started
+
+        agent.explore = timed_explore
+        agents.append(agent)
+        return agent
+
+    evaluate = Recorder.evaluate
+
+    def timed_evaluate(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return evaluate(self, *args, **kwargs)
+        finally:
+            seconds["evaluation"] += time.perf_counter() - started
+
+    rlx2.loop.make_agent, Recorder.evaluate = instrumented_agent, timed_evaluate
     method, actor_sparsity, critic_sparsity, settings = CONFIGS[config]
     steps = warmup + learn
     # The topology interval is scaled so a drop/grow step happens inside the measured window,
@@ -69,13 +124,50 @@ def child_rlx2(algo: str, env: str, config: str, warmup: int, learn: int, seed: 
                     nstep_delay=0, eval_every=steps, eval_episodes=1, final_window=1, log_every=steps,
                     buffer_max=steps, **settings)
     with tempfile.TemporaryDirectory() as out:
+        warm_up(cfg.replace(seed=seed + 1, steps=400, warmup_steps=300, delta=50, eval_every=400, log_every=400,
+                            buffer_max=400), out)
+        agents.clear()
+        seconds.update(acting=0.0, evaluation=0.0)
         result = train(cfg, out, progress=False)
-    return {"steps_per_second": result["steps_per_second"], "peak_rss_mb": peak_rss_mb()}
+    learning = learn / result["steps_per_second"] - seconds["evaluation"]  # the learning window, no evaluation
+    got = {"steps_per_second": learn / learning, "peak_rss_mb": peak_rss_mb()}
+    if agents:  # our loop (stable-baselines3 has its own agent)
+        agent = agents[0]
+        pieces = {piece: 1e3 * value / learn for piece, value in getattr(getattr(agent, "laps", None), "seconds", {}).items()}
+        if pieces:
+            pieces["acting"] = 1e3 * seconds["acting"] / learn
+            pieces["env step, replay, loop"] = 1e3 * learning / learn - sum(pieces.values())
+            got["pieces_ms"] = pieces
+        obs = np.random.default_rng(seed).normal(size=agent.obs_dim).astype(np.float32)
+        got["act_us"] = act_microseconds(agent, obs)
+    return got
 
 
-def measure(algo: str, env: str, config: str, warmup: int, learn: int, seed: int) -> dict:
-    """Run one measurement in a fresh process and return what it reported."""
-    command = [sys.executable, __file__, "--child", algo, env, config, str(warmup), str(learn), str(seed)]
+def warm_up(cfg, out: str) -> None:
+    """A short run of the same config before the measured one: what a process does once (loading the
+    compiled kernels from numba's cache, first allocations) stays out of the measured window."""
+    from rlx2.train import train
+
+    train(cfg, out, progress=False)
+
+
+def act_microseconds(agent, obs) -> float:
+    """Median time of one ``deterministic_action`` call on one observation (microseconds)."""
+    for _ in range(50):
+        agent.deterministic_action(obs)
+    times = []
+    for _ in range(21):
+        started = time.perf_counter()
+        for _ in range(100):
+            agent.deterministic_action(obs)
+        times.append((time.perf_counter() - started) / 100 * 1e6)
+    return statistics.median(times)
+
+
+def measure(python: str, algo: str, env: str, config: str, warmup: int, learn: int, seed: int,
+            clock: str = "cpu") -> dict:
+    """Run one measurement in a fresh process of ``python`` and return what it reported."""
+    command = [python, __file__, "--child", algo, env, config, str(warmup), str(learn), str(seed), clock]
     environ = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=environ)
     if done.returncode != 0:
@@ -83,21 +175,34 @@ def measure(algo: str, env: str, config: str, warmup: int, learn: int, seed: int
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def plan(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """``(label, interpreter, config)`` of every measurement of one repeat, this checkout first."""
+    runs = [("", sys.executable, config) for config in args.configs]
+    if args.baseline:
+        runs += [(args.baseline_label, args.baseline, config) for config in args.baseline_configs]
+    return runs
+
+
 def throughput(args: argparse.Namespace) -> list[dict]:
     rows = []
     for repeat in range(args.repeats):
         for algo in args.algos:
-            for config in args.configs:
-                got = measure(algo, args.env, config, args.warmup, args.learn, seed=repeat)
-                rows.append({"algo": algo, "env": args.env, "config": config, "repeat": repeat, **got})
-                print(f"  repeat {repeat} {algo} {config:24s} {got['steps_per_second']:7.1f} steps/s "
+            for label, python, config in plan(args):
+                got = measure(python, algo, args.env, config, args.warmup, args.learn, seed=repeat, clock=args.clock)
+                name = f"{config} @{label}" if label else config
+                rows.append({"algo": algo, "env": args.env, "config": name, "repeat": repeat, **got})
+                print(f"  repeat {repeat} {algo} {name:28s} {got['steps_per_second']:7.1f} steps/s "
                       f"{got['peak_rss_mb']:6.0f} MiB", file=sys.stderr, flush=True)
     return rows
 
 
-def table(rows: list[dict], algos: list[str], configs: list[str]) -> str:
-    lines = ["| algo | config | steps/s median | min-max | vs SB3 | vs our dense | peak RSS MiB |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+def table(rows: list[dict], algos: list[str], configs: list[str], baseline: str | None = None) -> str:
+    """Medians per config, with ratios to stable-baselines3, to our dense agent and (``baseline``: a label)
+    of each config to the same config of the baseline checkout."""
+    vs_base = f" vs {baseline} |" if baseline else ""
+    lines = ["| algo | config | steps/s median | min-max | vs SB3 | vs our dense |" + vs_base +
+             " actor call us | peak RSS MiB |", "|---|---|---:|---:|---:|---:|" + ("---:|" if baseline else "") +
+             "---:|---:|"]
     for algo in algos:
         medians = {}
         for config in configs:
@@ -107,10 +212,30 @@ def table(rows: list[dict], algos: list[str], configs: list[str]) -> str:
             chosen = [r for r in rows if r["algo"] == algo and r["config"] == config]
             values = [r["steps_per_second"] for r in chosen]
             rss = max(r["peak_rss_mb"] for r in chosen)
+            act = [r["act_us"] for r in chosen if "act_us" in r]
             vs_sb3 = f"{medians[config] / medians['sb3']:.2f}x" if "sb3" in medians else "-"
             vs_dense = f"{medians[config] / medians['dense']:.2f}x" if "dense" in medians else "-"
+            act_text = f"{statistics.median(act):.0f}" if act else "-"
+            base_text = ""
+            if baseline:
+                before = medians.get(f"{config} @{baseline}")
+                base_text = f" {medians[config] / before:.2f}x |" if before and "@" not in config else " - |"
             lines.append(f"| {algo} | {config} | {medians[config]:.1f} | {min(values):.1f}-{max(values):.1f} | "
-                         f"{vs_sb3} | {vs_dense} | {rss:.0f} |")
+                         f"{vs_sb3} | {vs_dense} |{base_text} {act_text} | {rss:.0f} |")
+    return "\n".join(lines)
+
+
+def breakdown(rows: list[dict], algos: list[str], configs: list[str]) -> str:
+    """Median ms per environment step of every piece (``PIECES``), for every config that reported them."""
+    lines = ["| algo | config | " + " | ".join(PIECES) + " | total |", "|---|---|" + "---:|" * (len(PIECES) + 1)]
+    for algo in algos:
+        for config in configs:
+            chosen = [r["pieces_ms"] for r in rows if r["algo"] == algo and r["config"] == config and "pieces_ms" in r]
+            if not chosen:
+                continue
+            medians = [statistics.median(r.get(piece, 0.0) for r in chosen) for piece in PIECES]
+            total = statistics.median(sum(r.values()) for r in chosen)
+            lines.append(f"| {algo} | {config} | " + " | ".join(f"{m:.2f}" for m in medians) + f" | {total:.2f} |")
     return "\n".join(lines)
 
 
@@ -181,7 +306,9 @@ seeds = 4
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        algo, env, config, warmup, learn, seed = sys.argv[2:8]
+        algo, env, config, warmup, learn, seed, clock = sys.argv[2:9]
+        if clock == "cpu":  # before anything reads the clock (module docstring)
+            time.perf_counter = time.process_time
         import torch
 
         torch.set_num_threads(1)
@@ -195,9 +322,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000, help="random-action steps before learning")
     parser.add_argument("--learn", type=int, default=2000, help="measured learning steps per measurement")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="what a second is: the measured process's CPU time (default) or wall-clock time")
     parser.add_argument("--json", help="also write every measurement to this file")
     parser.add_argument("--kernels", action="store_true", help="only compare CSR and dense kernels by density")
     parser.add_argument("--scaling", action="store_true", help="only measure the local executor, 1 vs 2 workers")
+    parser.add_argument("--baseline", help="also measure the rlx2 this Python interpreter imports (another checkout)")
+    parser.add_argument("--baseline-label", default="baseline", help="how the baseline's rows are labelled")
+    parser.add_argument("--baseline-configs", nargs="+", choices=[c for c in CONFIGS if c != "sb3"],
+                        default=["dense", "rlx2 90/85", "rlx2 98/95"])
     args = parser.parse_args()
     for name in ("warmup", "learn", "repeats"):
         if getattr(args, name) <= 0:
@@ -211,9 +344,14 @@ def main() -> None:
     import torch
 
     print(f"# throughput, {args.env}, {args.warmup} warm-up + {args.learn} measured steps, {args.repeats} repeats, "
-          f"1 torch thread, torch {torch.__version__}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+          f"1 torch thread, {args.clock} clock, torch {torch.__version__}, {os.cpu_count()} cores, "
+          f"{time.strftime('%Y-%m-%d')}")
     rows = throughput(args)
-    print(table(rows, args.algos, args.configs))
+    configs = [f"{config} @{label}" if label else config for label, _, config in plan(args)]
+    print(table(rows, args.algos, configs, args.baseline_label if args.baseline else None))
+    print(f"\nWhere an environment step goes (ms, median of {args.repeats}; the update's pieces as the agents mark "
+          f"them, acting = the exploration action, the rest = environment step, replay sampling, buffer, loop):\n")
+    print(breakdown(rows, args.algos, configs))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -88,8 +88,17 @@ class ReplayBuffer:
         return (self.start + logical) % self.capacity
 
     def sample(self, batch_size: int, n: int, gamma: float) -> NStepBatch:
-        """Uniformly sampled n-step transitions (``n = 1``: ordinary one-step transitions)."""
+        """Uniformly sampled n-step transitions (``n = 1``: ordinary one-step transitions).
+
+        On the compiled kernels when they are available (``rlx2.replay_kernel``: the same
+        windows from the same draws), else the NumPy operations below.
+        """
         first = self.rng.integers(0, max(1, self.size - n + 1), size=batch_size)
+        kernel = _replay_kernel()
+        if kernel is not None:  # the same arithmetic, compiled
+            arrays = kernel.nstep_sample(first, self.start, self.size, n, gamma, self.obs, self.act, self.next_obs,
+                                         self.reward, self.terminated, self.episode_end)
+            return NStepBatch(*(torch.from_numpy(a) for a in arrays))
         rewards = np.zeros((batch_size, n), np.float32)
         valid = np.zeros((batch_size, n), np.float32)
         next_obs = np.empty((batch_size, n, self.obs.shape[1]), np.float32)
@@ -104,9 +113,12 @@ class ReplayBuffer:
             valid[:, k] = alive
             rewards[:, k] = self.reward[idx] * alive
             next_obs[:, k] = self.next_obs[idx]
-        steps = valid.sum(axis=1)
-        returns = rewards @ (gamma ** np.arange(n, dtype=np.float32))
-        discount = np.where(self.terminated[last], 0.0, gamma**steps).astype(np.float32)
+        powers = discount_powers(gamma, n)
+        returns = np.zeros(batch_size, np.float32)
+        for k in range(n):  # in window order, as the compiled kernel sums (no BLAS: the same bits on any CPU)
+            returns += rewards[:, k] * powers[k]
+        steps = valid.sum(axis=1).astype(np.int64)
+        discount = np.where(self.terminated[last], np.float32(0.0), powers[steps]).astype(np.float32)
         start_idx = self._physical(first)
         return NStepBatch(
             obs=torch.from_numpy(self.obs[start_idx]),
@@ -129,6 +141,26 @@ class ReplayBuffer:
         count = min(count, self.size)
         self.start = (self.start + count) % self.capacity
         self.size -= count
+
+
+def discount_powers(gamma: float, n: int) -> np.ndarray:
+    """``[1, g, g^2, ..., g^n]`` for ``g = float32(gamma)``, by repeated float32 multiplication (exact IEEE
+    steps, unlike a vectorised ``pow``, whose last bit depends on the CPU's SIMD library)."""
+    powers = np.ones(n + 1, np.float32)
+    for k in range(1, n + 1):
+        powers[k] = powers[k - 1] * np.float32(gamma)
+    return powers
+
+
+def _replay_kernel():
+    """``rlx2.replay_kernel`` when the compiled kernels are on (``rlx2.sparse.kernels``), else None."""
+    import rlx2.sparse.kernels as kernels
+
+    if kernels.compiled() is None:
+        return None
+    from rlx2 import replay_kernel
+
+    return replay_kernel
 
 
 PolicyDistance = Callable[[np.ndarray, np.ndarray], float]

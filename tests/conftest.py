@@ -8,6 +8,13 @@ from rlx2.config import RunConfig
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _seeded_global_rng():
+    """Tests that draw data from torch's global generator draw the same data whatever ran before them
+    (the package itself never uses it)."""
+    torch.manual_seed(0)
+
+
 def tiny_config(**changes) -> RunConfig:
     """A real but small Hopper-v5 run that still exercises every mechanism.
 
@@ -23,3 +30,24 @@ def tiny_config(**changes) -> RunConfig:
 @pytest.fixture
 def tiny():
     return tiny_config
+
+
+@pytest.fixture(params=["numba", "torch"])
+def implementation(request, monkeypatch):
+    """Run a test once on the compiled kernels and once on the PyTorch path (``rlx2.sparse.kernels``)."""
+    from rlx2.sparse import kernels
+
+    monkeypatch.delenv("RLX2_KERNELS", raising=False)
+    monkeypatch.setattr(kernels, "_KERNELS", None if request.param == "torch" else False)
+    if request.param == "numba" and kernels.compiled() is None:
+        pytest.skip("numba is not importable here")
+    assert kernels.implementation() == request.param
+    return request.param
+
+
+@pytest.fixture
+def torch_path(monkeypatch):
+    """The PyTorch path only (the compiled kernels switched off)."""
+    from rlx2.sparse import kernels
+
+    monkeypatch.setattr(kernels, "_KERNELS", None)

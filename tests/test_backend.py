@@ -102,8 +102,9 @@ def filled_buffer(obs_dim, act_dim, seed=0):
 
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])
-def test_backends_train_alike_through_a_drop_and_grow_step(algo):
-    """Same losses, weights and masks over 300 updates, two topology updates included."""
+def test_backends_train_alike_through_a_drop_and_grow_step(algo, implementation):
+    """Same losses, weights and masks over 300 updates, two topology updates included, on the compiled
+    kernels and on the PyTorch path (``implementation``; the masked-dense reference is PyTorch either way)."""
     obs_dim, act_dim, updates = 11, 3, 300
     agents = {}
     for backend in ("masked-dense", "csr"):

@@ -5,7 +5,8 @@ TD3 and SAC x rlx2, pruning, distillation) are trained again and must give byte-
 evaluations.csv and topology.csv and exactly equal model.pt tensors. A change meant to
 change results regenerates the fixture in its own commit, saying so. The runs train in a
 child process with every library's kernel path pinned (``make_golden.PINNED``), so the
-check runs on any x86-64 machine, not only on one like the machine that made the records.
+check runs on any x86-64 machine, not only on one like the machine that made the records;
+once on the compiled kernels and once on the PyTorch fallback (``RLX2_KERNELS=torch``).
 """
 
 import json
@@ -18,29 +19,41 @@ import torch
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 sys.path.insert(0, str(GOLDEN))
 
-from make_golden import KEPT, PINNED, RUNS, golden_config, machine, train_pinned  # noqa: E402
+from make_golden import KEPT, PINNED, RECORDED, golden_config, machine, train_pinned  # noqa: E402
 
 from rlx2.config import run_id  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """``trained(implementation)``: the directory of that implementation's golden runs, trained once, now."""
     recorded = json.loads((GOLDEN / "machine.json").read_text())
     assert recorded["pinned"] == PINNED, "the records were made with other kernel settings: regenerate them"
     if recorded["torch"] != machine()["torch"]:  # pyproject pins torch, so only a deliberate change gets here
         pytest.skip(f"golden records were made with torch {recorded['torch']}, this is {machine()['torch']}")
-    out = tmp_path_factory.mktemp("golden")
-    train_pinned(out)
-    return out
+    done: dict[str, Path] = {}
+
+    def train(implementation: str) -> Path:
+        if implementation not in done:
+            done[implementation] = tmp_path_factory.mktemp(f"golden-{implementation}")
+            train_pinned(done[implementation], implementation)
+        return done[implementation]
+
+    return train
 
 
-@pytest.mark.parametrize(("algo", "method"), RUNS)
-def test_runs_reproduce_the_golden_records(trained, algo, method):
+@pytest.mark.parametrize(("implementation", "algo", "method"),
+                         [(implementation, *run) for implementation, runs in RECORDED.items() for run in runs])
+def test_runs_reproduce_the_golden_records(trained, implementation, algo, method):
+    if implementation == "numba":
+        pytest.importorskip("numba")
+    out = trained(implementation)
     run = run_id(golden_config(algo, method))
+    records = GOLDEN / implementation / run
     for name in KEPT[:2]:
-        assert (trained / run / name).read_bytes() == (GOLDEN / run / name).read_bytes(), f"{run}/{name} changed"
-    got = torch.load(trained / run / "model.pt", weights_only=True)
-    want = torch.load(GOLDEN / run / "model.pt", weights_only=True)
+        assert (out / run / name).read_bytes() == (records / name).read_bytes(), f"{implementation}/{run}/{name} changed"
+    got = torch.load(out / run / "model.pt", weights_only=True)
+    want = torch.load(records / "model.pt", weights_only=True)
 
     def flat(state, prefix=""):
         for key, value in state.items():
@@ -52,4 +65,4 @@ def test_runs_reproduce_the_golden_records(trained, algo, method):
     got, want = dict(flat(got)), dict(flat(want))
     assert sorted(got) == sorted(want)
     for key, tensor in want.items():
-        assert torch.equal(got[key], tensor), f"{run}/model.pt: {key} changed"
+        assert torch.equal(got[key], tensor), f"{implementation}/{run}/model.pt: {key} changed"

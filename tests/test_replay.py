@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from rlx2.replay import DynamicCapacity, ReplayBuffer
 
@@ -40,7 +41,7 @@ NSTEP3 = {
 }
 
 
-def test_nstep_sampling_stops_at_terminals_and_truncations():
+def test_nstep_sampling_stops_at_terminals_and_truncations(implementation):
     buffer = three_episodes()
     buffer.rng = FixedIndices(list(NSTEP3))
     batch = buffer.sample(6, 3, 0.5)
@@ -57,14 +58,14 @@ def test_nstep_sampling_stops_at_terminals_and_truncations():
     assert batch.rewards[1].tolist() == [2, 3, 0]
 
 
-def test_windows_start_only_where_a_whole_window_is_stored():
+def test_windows_start_only_where_a_whole_window_is_stored(implementation):
     buffer = three_episodes()
     starts = buffer.sample(4_000, 3, 0.5).obs[:, 0] / 10
     assert set(starts.tolist()) == {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}  # never 6 or 7
     assert set((buffer.sample(4_000, 1, 0.5).obs[:, 0] / 10).tolist()) == set(map(float, range(8)))
 
 
-def test_a_buffer_shorter_than_n_samples_from_its_oldest_and_stops_at_the_newest():
+def test_a_buffer_shorter_than_n_samples_from_its_oldest_and_stops_at_the_newest(implementation):
     buffer = ReplayBuffer(1, 1, 8, np.random.default_rng(0))
     for i in range(2):
         buffer.add([10.0 * i], [0.0], [0.0], i + 1.0, [10.0 * (i + 1)], False, False)
@@ -74,7 +75,7 @@ def test_a_buffer_shorter_than_n_samples_from_its_oldest_and_stops_at_the_newest
     assert batch.bootstrap_obs[:, 0].tolist() == [20.0, 20.0, 20.0]
 
 
-def test_one_step_sampling_is_the_ordinary_transition():
+def test_one_step_sampling_is_the_ordinary_transition(implementation):
     buffer = three_episodes()
     buffer.rng = FixedIndices([2, 4, 5])
     batch = buffer.sample(3, 1, 0.99)
@@ -83,7 +84,7 @@ def test_one_step_sampling_is_the_ordinary_transition():
     assert batch.bootstrap_obs[:, 0].tolist() == [30.0, 50.0, 60.0]
 
 
-def test_ring_overwrites_oldest_and_nstep_follows_the_wrap():
+def test_ring_overwrites_oldest_and_nstep_follows_the_wrap(implementation):
     buffer = ReplayBuffer(1, 1, 4, np.random.default_rng(0))
     for i in range(6):
         buffer.add([float(i)], [0.0], [0.0], 1.0, [float(i + 1)], False, False)
@@ -136,3 +137,33 @@ def test_paper_rule_pops_until_the_distance_is_below_threshold():
     floor = filled(150)
     rule.apply(floor, lambda obs, act: 1.0)
     assert len(floor) == 100
+
+
+def test_compiled_sampling_draws_the_numpy_windows(monkeypatch):
+    """The same draws give the same batch, bit for bit, on both paths."""
+    from rlx2.sparse import kernels
+
+    if kernels.compiled() is None:
+        pytest.skip("numba is not importable here")
+    batches = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(kernels, "_KERNELS", False if compiled else None)
+        rng = np.random.default_rng(0)
+        buffer = ReplayBuffer(4, 2, 500, rng)
+        for i in range(700):  # wraps the ring
+            buffer.add(rng.normal(size=4), rng.normal(size=2), rng.normal(size=2), rng.normal(), rng.normal(size=4),
+                       i % 37 == 36, i % 53 == 52)
+        buffer.drop_oldest(30)
+        batches[compiled] = [buffer.sample(64, n, 0.9) for n in (1, 3, 5)]
+    for got, want in zip(batches[True], batches[False]):
+        for name in ("obs", "act", "rewards", "next_obs", "valid", "returns", "bootstrap_obs", "discount"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), name
+
+
+def test_discount_powers_are_repeated_float32_products():
+    from rlx2.replay import discount_powers
+
+    assert discount_powers(0.5, 3).tolist() == [1.0, 0.5, 0.25, 0.125]
+    powers = discount_powers(0.99, 4)
+    assert powers.dtype == np.float32 and powers[3] == np.float32(np.float32(np.float32(0.99) * np.float32(0.99)) *
+                                                                  np.float32(0.99))

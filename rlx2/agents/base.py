@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -16,6 +17,44 @@ from rlx2.sparse.controller import MaskController
 
 if TYPE_CHECKING:
     from rlx2.config import RunConfig
+
+
+class Laps:
+    """Where an update's time goes: ``lap(piece)`` adds the time since the previous mark to ``piece``.
+
+    Agents mark their pieces on ``Agent.laps``; ``NO_LAPS`` (the default) does nothing, so
+    the marks cost a method call each. ``benchmarks/throughput.py`` installs a ``Laps``.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = 0.0
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+
+    def lap(self, piece: str) -> None:
+        now = time.perf_counter()
+        self.seconds[piece] = self.seconds.get(piece, 0.0) + now - self._last
+        self._last = now
+
+
+class _NoLaps(Laps):
+    def start(self) -> None:
+        pass
+
+    def lap(self, piece: str) -> None:
+        pass
+
+
+NO_LAPS = _NoLaps()
+
+
+def clear_grads(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.zero_grad(set_to_none=True)`` without its profiler and hook machinery (about 50 us a call)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            param.grad = None
 
 
 class MethodHooks(Protocol):
@@ -34,6 +73,8 @@ class Agent:
     critic: nn.Module
     critic_opt: torch.optim.Optimizer
     controllers: dict[str, MaskController]
+    #: Timing marks between the pieces of ``update`` (a no-op unless a benchmark installs ``Laps``).
+    laps: Laps = NO_LAPS
 
     def __init__(self, cfg: RunConfig, method: MethodHooks, obs_dim: int, act_dim: int,
                  generator: torch.Generator) -> None:
@@ -49,11 +90,17 @@ class Agent:
         return {"actor": 1, "critic": 1}
 
     # -- acting -----------------------------------------------------------------
-    @torch.no_grad()
     def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
-        """The policy's action in [-1, 1] without exploration (evaluation, behaviour action)."""
-        x = torch.as_tensor(obs, dtype=torch.float32)
-        return self.actor(x.unsqueeze(0) if x.dim() == 1 else x).squeeze(0).numpy()
+        """The policy's action in [-1, 1] without exploration (evaluation, behaviour action).
+
+        One observation (every environment step, every evaluation step) takes the actor's
+        path without autograd or module calls (``act``); a batch runs the network as usual.
+        """
+        if isinstance(obs, np.ndarray) and obs.ndim == 1:
+            return self.actor.act(obs)
+        with torch.no_grad():
+            x = torch.as_tensor(obs, dtype=torch.float32)
+            return self.actor(x.unsqueeze(0) if x.dim() == 1 else x).squeeze(0).numpy()
 
     def explore(self, obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(action to take, deterministic behaviour action)`` for one training step."""

@@ -11,16 +11,18 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rlx2.sparse.layers import MaskedLinear, masked_layers
+import rlx2.sparse.kernels as kernels
+from rlx2.sparse.layers import MaskedLinear, MaskedMLP, masked_layers, mlp_heads
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> MaskedMLP:
     """``in -> hidden[0] -> ... -> out`` with ReLU between layers and none after the last."""
     widths = [in_dim, *hidden, out_dim]
     layers: list[nn.Module] = []
@@ -28,7 +30,7 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
         layers.append(MaskedLinear(a, b))
         if i < len(widths) - 2:
             layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    return MaskedMLP(*layers)
 
 
 @torch.no_grad()
@@ -59,6 +61,14 @@ class DeterministicActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
 
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The action for one observation (``[obs]`` in, ``[act]`` out), through ``MaskedMLP.infer`` when it can."""
+        raw = self.net.infer(obs)
+        if raw is None:
+            with torch.no_grad():
+                return self(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).squeeze(0).numpy()
+        return torch.tanh(torch.from_numpy(raw)).numpy()
+
 
 class GaussianActor(nn.Module):
     """SAC actor: ``obs -> hidden -> 2*act`` (mean, log-std in [-5, 2]), tanh-squashed.
@@ -87,9 +97,27 @@ class GaussianActor(nn.Module):
         mean, _ = self.net(obs).chunk(2, dim=-1)
         return torch.tanh(mean)
 
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """``tanh(mean)`` for one observation (``[obs]`` in, ``[act]`` out), through ``MaskedMLP.infer`` when it can."""
+        raw = self.net.infer(obs)
+        if raw is None:
+            with torch.no_grad():
+                return self(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).squeeze(0).numpy()
+        return torch.tanh(torch.from_numpy(raw[: len(raw) // 2])).numpy()
+
     def sample(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised action and its log-probability (summed over action dimensions)."""
-        mean, raw = self.net(obs).chunk(2, dim=-1)
+        """A reparameterised action and its log-probability (summed over action dimensions).
+
+        Where the network trains on the compiled kernels, the steps after it are one compiled
+        operation too (``rlx2.agents.gaussian_kernel``, the same formulas and noise).
+        """
+        out = self.net(obs)
+        if out.dim() == 2 and self.net.on_kernels():
+            from rlx2.agents.gaussian_kernel import SquashedGaussian
+
+            noise = torch.randn((out.shape[0], out.shape[1] // 2), generator=generator, dtype=out.dtype)
+            return SquashedGaussian.apply(out, noise, self.log_std_map == "clamp")
+        mean, raw = out.chunk(2, dim=-1)
         log_std = self.log_std(raw)
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         pre_tanh = mean + log_std.exp() * noise
@@ -109,8 +137,8 @@ class TwinQ(nn.Module):
         self.q2 = mlp(obs_dim + act_dim, hidden, 1)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([obs, act], dim=-1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+        q1, q2 = mlp_heads([self.q1, self.q2], torch.cat([obs, act], dim=-1))  # both heads as one operation
+        return q1.squeeze(-1), q2.squeeze(-1)
 
     def first(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Q1 only (TD3's actor loss)."""
@@ -136,14 +164,44 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 class SoftUpdate:
-    """Polyak averaging ``target <- (1 - tau) target + tau online``, parameters paired by name once."""
+    """Polyak averaging ``target <- (1 - tau) target + tau online``, parameters paired by name once.
+
+    For a network on the compiled kernels (one with a CSR layer, ``rlx2.sparse.kernels``) it
+    is one kernel call, and a masked weight moves at its active entries only: elsewhere both
+    weights are zero (the target shares the online mask, the controller never writes
+    inactive entries), so a dense average would change nothing there.
+    """
 
     def __init__(self, target: nn.Module, online: nn.Module, tau: float) -> None:
         online_params = dict(online.named_parameters())
         self.targets = [p for _, p in target.named_parameters()]
         self.onlines = [online_params[name] for name, _ in target.named_parameters()]
         self.tau = tau
+        online_layers = dict(masked_layers(online))
+        self.layers = [(online_layers[name], layer) for name, layer in masked_layers(target)]
+        self._weights = {id(layer.weight): (online_layers[name], layer) for name, layer in masked_layers(target)}
+        self._arrays: tuple | None = None
+
+    def compiled(self) -> bool:
+        return kernels.compiled() is not None and any(online.uses_csr() for online, _ in self.layers)
 
     @torch.no_grad()
     def __call__(self) -> None:
-        torch._foreach_lerp_(self.targets, self.onlines, self.tau)
+        if not self.compiled():
+            torch._foreach_lerp_(self.targets, self.onlines, self.tau)
+            return
+        pointers = tuple((t.data_ptr(), o.data_ptr()) for t, o in zip(self.targets, self.onlines))
+        masks = [(online.mask, target.mask) for online, target in self.layers]
+        versions = tuple(None if online.mask is None else online.mask._version for online, _ in self.layers)
+        cached = self._arrays
+        if (cached is None or cached[0] != pointers or cached[2] != versions
+                or any(a is not c or b is not d for (a, b), (c, d) in zip(masks, cached[1]))):
+            positions = []
+            for target in self.targets:
+                online, target_layer = self._weights.get(id(target), (None, None))
+                shared = online is not None and online.mask is not None and target_layer.mask is online.mask
+                positions.append(online.sparse_pattern().flat.numpy() if shared else None)
+            self._arrays = (pointers, masks, versions, [kernels.flat_view(t) for t in self.targets],
+                            [kernels.flat_view(o) for o in self.onlines], positions)
+        targets, onlines, positions = self._arrays[3:]
+        kernels.lerp(targets, onlines, positions, self.tau)

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rlx2.agents.base import Agent
+import rlx2.sparse.kernels as kernels
+from rlx2.agents.base import Agent, clear_grads
 from rlx2.agents.networks import GaussianActor, SoftUpdate, TwinQ, initialise
 from rlx2.replay import NStepBatch
 from rlx2.sparse.flops import NetworkCosts
@@ -121,28 +122,58 @@ class SAC(Agent):
             return (self.log_alpha.exp() * (-logp - self.target_entropy)).mean()
         return -(self.log_alpha * (logp + self.target_entropy)).mean()
 
+    def temperature_gradient(self, logp: torch.Tensor) -> float:
+        """``d temperature_loss / d log_alpha``, written out: ``alpha mean(-log pi - H)`` (reference) or
+        ``-mean(log pi + H)`` (log-alpha)."""
+        mean_logp = float(logp.mean())
+        if self.cfg.alpha_loss == "reference":
+            return float(self.alpha) * (-mean_logp - self.target_entropy)
+        return -(mean_logp + self.target_entropy)
+
+    def temperature_step(self, logp: torch.Tensor) -> None:
+        """One optimiser step of ``log_alpha`` on ``temperature_loss``.
+
+        With the actor on the compiled kernels, the gradient is ``temperature_gradient`` and
+        the step the compiled Adam (``rlx2.sparse.kernels``): for one scalar, autograd and
+        ``torch.optim.Adam``'s machinery cost more than the rest of this update's tail.
+        """
+        if self.actor.net.on_kernels() and type(self.alpha_opt) is torch.optim.Adam:
+            grad = np.array([self.temperature_gradient(logp)], np.float32)
+            kernels.adam_parameter(self.alpha_opt, self.log_alpha, grad)
+            return
+        alpha_loss = self.temperature_loss(logp)
+        clear_grads(self.alpha_opt)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+
     def update(self, batch: NStepBatch) -> dict[str, float]:
+        laps = self.laps
+        laps.start()
         target = self.td_target(batch)
+        laps.lap("target")
         q1, q2 = self.critic(batch.obs, batch.act)
         critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        self.critic_opt.zero_grad(set_to_none=True)
+        laps.lap("critic forward + loss")
+        clear_grads(self.critic_opt)
         critic_loss.backward()
+        laps.lap("critic backward")
         self.controllers["critic"].step()
         self.iterations += 1
+        laps.lap("critic step")
 
         action, logp = self.actor.sample(batch.obs, self.generator)
         with self.through_critic():
             q1_pi, q2_pi = self.critic(batch.obs, action)
             actor_loss = (self.alpha * logp - torch.minimum(q1_pi, q2_pi)).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
+            clear_grads(self.actor_opt)
             actor_loss.backward()
+        laps.lap("actor forward + backward")
         self.controllers["actor"].step()
 
-        alpha_loss = self.temperature_loss(logp.detach())
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
+        self.temperature_step(logp.detach())
 
         self._soft_critic()
         self.controllers["critic"].sync_targets()
-        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": float(self.alpha)}
+        stats = {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": float(self.alpha)}
+        laps.lap("actor step, soft updates")  # SAC: with the temperature's step
+        return stats

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rlx2.agents.base import Agent
+from rlx2.agents.base import Agent, clear_grads
 from rlx2.agents.networks import DeterministicActor, SoftUpdate, TwinQ, initialise
 from rlx2.replay import NStepBatch
 from rlx2.sparse.flops import NetworkCosts, multiples
@@ -87,23 +87,31 @@ class TD3(Agent):
         return batch.returns + batch.discount * torch.minimum(q1, q2)
 
     def update(self, batch: NStepBatch) -> dict[str, float]:
+        laps = self.laps
+        laps.start()
         target = self.td_target(batch)
+        laps.lap("target")
         q1, q2 = self.critic(batch.obs, batch.act)
         critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        self.critic_opt.zero_grad(set_to_none=True)
+        laps.lap("critic forward + loss")
+        clear_grads(self.critic_opt)
         critic_loss.backward()
+        laps.lap("critic backward")
         self.controllers["critic"].step()
         self.iterations += 1
         stats = {"critic_loss": critic_loss.item()}
+        laps.lap("critic step")
         if self.iterations % self.cfg.policy_delay == 0:
             with self.through_critic():
                 actor_loss = -self.critic.first(batch.obs, self.actor(batch.obs)).mean()
-                self.actor_opt.zero_grad(set_to_none=True)
+                clear_grads(self.actor_opt)
                 actor_loss.backward()
+            laps.lap("actor forward + backward")
             self.controllers["actor"].step()
             self._soft_critic()
             self._soft_actor()
             self.controllers["critic"].sync_targets()
             self.controllers["actor"].sync_targets()
             stats["actor_loss"] = actor_loss.item()
+            laps.lap("actor step, soft updates")
         return stats

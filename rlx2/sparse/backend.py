@@ -13,9 +13,11 @@ untouched) but computes with only its active entries:
   topology update (``MaskedLinear.needs_dense_grad``), the dense gradient ``g^T x`` is
   computed instead, because RigL's grow step ranks *inactive* weights by it.
 
-The CSR index structures depend only on the mask and are rebuilt when it changes (a new
-mask tensor or an in-place copy into it); the values are gathered from ``weight`` on
-every call, so a layer never computes with stale weights. ``auto`` (the default) uses
+The products run inside one autograd operation per network (``rlx2.sparse.fused``). The
+CSR index structures depend only on the mask and are rebuilt when it changes (a new
+mask tensor or an in-place copy into it); ``CsrWeights`` keeps CSR tensors on them whose
+values are gathered from ``weight`` on every call, so a layer never computes with stale
+weights. ``auto`` (the default) uses
 ``csr`` for layers at most ``CSR_MAX_DENSITY`` dense and masked-dense otherwise: on this
 project's 2-core CPU (256x256 layer, batch 256, 1 thread) forward + input gradient +
 weight gradient cost 0.6x of dense at density 0.1, 0.66x at 0.2 and 1.15x at 0.3
@@ -75,6 +77,43 @@ class SparsePattern:
         return torch.sparse_csr_tensor(self.crow_t, self.col_t, values, self.shape[::-1], check_invariants=False)
 
 
+class CsrWeights:
+    """Persistent CSR tensors of ``W`` and ``W^T`` on one pattern, their values gathered from ``weight`` per call.
+
+    Building a CSR tensor costs about as much as a small sparse product; these are built once
+    per mask and alias value buffers that one ``index_select`` refills from the dense
+    ``weight`` on every use, so they never hold stale weights.
+    """
+
+    def __init__(self, pattern: SparsePattern) -> None:
+        self.pattern = pattern
+        count = len(pattern.flat)
+        self._values, self._values_t = torch.empty(count), torch.empty(count)
+        # 32-bit indices: MKL's sparse kernels take them as they are (64-bit ones are converted on every call).
+        index = torch.int32 if pattern.shape[0] * pattern.shape[1] < 2**31 else torch.int64
+        self._w = torch.sparse_csr_tensor(pattern.crow.to(index), pattern.col.to(index), self._values, pattern.shape,
+                                          check_invariants=False)
+        self._w_t = torch.sparse_csr_tensor(pattern.crow_t.to(index), pattern.col_t.to(index), self._values_t,
+                                            pattern.shape[::-1], check_invariants=False)
+
+    def matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        """``weight``'s active entries as a CSR tensor (valid until the next call)."""
+        torch.index_select(weight.detach().reshape(-1), 0, self.pattern.flat, out=self._values)
+        return self._w
+
+    def transposed(self, weight: torch.Tensor) -> torch.Tensor:
+        """``weight^T``'s active entries as a CSR tensor (valid until the next call)."""
+        torch.index_select(weight.detach().reshape(-1), 0, self.pattern.flat_t, out=self._values_t)
+        return self._w_t
+
+    def sampled_grad(self, weight: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """``g h^T`` (``g``: ``[out, B]``, ``h``: ``[in, B]``) at the active positions, zero elsewhere."""
+        sampled = torch.sparse.sampled_addmm(self.pattern.ones, g, h.t(), beta=0.0)
+        grad = torch.zeros_like(weight)
+        grad.view(-1).index_copy_(0, self.pattern.flat, sampled.values())
+        return grad
+
+
 def _row_pointers(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     """CSR row pointers for entries whose (sorted) row indices are ``rows``."""
     counts = torch.bincount(rows, minlength=n_rows)
@@ -91,39 +130,3 @@ def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     if bias is None:
         return (weight @ x.t()).t()
     return torch.addmm(bias.unsqueeze(1), weight, x.t()).t()
-
-
-def csr_linear_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                       pattern: SparsePattern) -> torch.Tensor:
-    """``x W^T + b`` with only the pattern's weights, for ``x`` of shape ``[B, in]`` (feature-major result)."""
-    if bias is None:
-        return torch.sparse.mm(pattern.weight(weight), x.t()).t()
-    return torch.addmm(bias.unsqueeze(1), pattern.weight(weight), x.t()).t()  # bias fused: one pass fewer
-
-
-class CsrLinear(torch.autograd.Function):
-    """Sparse forward and backward of a masked linear layer (see the module docstring)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, pattern: SparsePattern, dense_grad: bool):
-        ctx.pattern, ctx.dense_grad, ctx.has_bias = pattern, dense_grad, bias is not None
-        ctx.save_for_backward(x, weight)
-        return csr_linear_forward(x, weight, bias, pattern)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
-        pattern = ctx.pattern
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.sparse.mm(pattern.weight_t(weight), grad_out.t()).t()
-        if ctx.needs_input_grad[1]:
-            if ctx.dense_grad:
-                grad_w = grad_out.t() @ x
-            else:
-                sampled = torch.sparse.sampled_addmm(pattern.ones, grad_out.t(), x, beta=0.0)
-                grad_w = torch.zeros_like(weight)
-                grad_w.view(-1).index_copy_(0, pattern.flat, sampled.values())
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad_out.sum(0)
-        return grad_x, grad_w, grad_b, None, None

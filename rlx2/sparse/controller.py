@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+import rlx2.sparse.kernels as kernels
 from rlx2.sparse.layers import MaskedLinear, masked_layers
 from rlx2.sparse.topology import TopologySchedule, drop_and_grow
 
@@ -79,6 +80,8 @@ class MaskController:
         #: Weight gradients to add to the next topology update's grow scores (see ``carry_grow_gradient``).
         self.carried: list[torch.Tensor] | None = None
         self.optimizer_steps = 0
+        self._by_weight = {id(layer.weight): layer for _, layer in self.layers}
+        self._arrays: dict[int, tuple] = {}  # per parameter: NumPy views of it and its Adam state (compiled step)
         self.refresh()  # also caches the float masks used on every step
         if self.schedule is not None and self.grow_scores is None:
             raise ValueError("a topology schedule needs a grow_scores rule")
@@ -125,6 +128,9 @@ class MaskController:
             self.carried = None
             self.evolve()
             return False
+        if self.compiled():
+            self._compiled_step()
+            return True
         if self.layers:
             torch._foreach_mul_([w.grad for w in self._weights], self._masks)
         self.optimizer.step()
@@ -132,6 +138,61 @@ class MaskController:
             with torch.no_grad():
                 torch._foreach_mul_(self._weights, self._masks)
         return True
+
+    def compiled(self) -> bool:
+        """Whether optimiser steps run on the compiled Adam kernel (``rlx2.sparse.kernels``).
+
+        They do for a network with a CSR layer (the one that trains on compiled kernels) whose
+        optimiser is plain ``torch.optim.Adam`` (no weight decay, AMSGrad or maximisation),
+        when the kernels are available; otherwise ``step`` is mask gradients, ``optimizer.step()``,
+        re-mask weights.
+        """
+        if kernels.compiled() is None or type(self.optimizer) is not torch.optim.Adam:
+            return False
+        for group in self.optimizer.param_groups:
+            if (group["weight_decay"] or group["amsgrad"] or group["maximize"] or group["differentiable"]
+                    or group["capturable"] or torch.is_tensor(group["lr"])):
+                return False
+        return any(layer.uses_csr() for _, layer in self.layers)
+
+    def _compiled_step(self) -> None:
+        """Adam on every parameter with a gradient; a masked weight only at its active entries.
+
+        Inactive weights are never written, so they stay exactly zero without re-masking; their
+        Adam moments decay as dense Adam's would (zero gradient) until they reach zero.
+        """
+        for group in self.optimizer.param_groups:
+            params, grads, states, active, decaying = [], [], [], [], []
+            for param in group["params"]:
+                if param.grad is None:
+                    continue  # as torch.optim.Adam: no gradient, no step
+                arrays = self._param_arrays(param)
+                params.append(arrays[0])
+                states.append(arrays[1:4])
+                active.append(arrays[4])
+                decaying.append(arrays[5])
+                grads.append(param.grad.numpy().reshape(-1))  # gradients never require grad: no detach needed
+            if params:
+                kernels.adam(params, grads, states, active, decaying, group["lr"], group["betas"], group["eps"])
+
+    def _param_arrays(self, param: torch.Tensor) -> tuple:
+        """NumPy views of ``param``, its step, moments, active and decaying positions (rebuilt when stale)."""
+        state = kernels.adam_state(self.optimizer, param)
+        layer = self._by_weight.get(id(param))
+        mask = None if layer is None else layer.mask
+        key = (param, state["step"], state["exp_avg"], state["exp_avg_sq"], mask,
+               None if mask is None else mask._version)
+        cached = self._arrays.get(id(param))
+        if cached is None or any(a is not b for a, b in zip(cached[0][:5], key[:5])) or cached[0][5] != key[5]:
+            active = decaying = None
+            if mask is not None:
+                active = layer.sparse_pattern().flat.numpy()
+                decaying = kernels.decaying_positions(mask, state)
+            arrays = (kernels.flat_view(param), state["step"].numpy(), kernels.flat_view(state["exp_avg"]),
+                      kernels.flat_view(state["exp_avg_sq"]), active,
+                      kernels.EMPTY if decaying is None else decaying)
+            cached = self._arrays[id(param)] = (key, arrays)
+        return cached[1]
 
     @torch.no_grad()
     def evolve(self) -> None:
@@ -178,8 +239,12 @@ class MaskController:
 
     @torch.no_grad()
     def sync_targets(self) -> None:
-        """Multiply every bound target network's weights by the online masks (after a soft update)."""
-        if not self.layers:
+        """Multiply every bound target network's weights by the online masks (after a soft update).
+
+        Nothing to do for a network on the compiled kernels: its Polyak update moves only active
+        entries, so inactive target weights stay as ``refresh`` left them, zero.
+        """
+        if not self.layers or self.compiled():
             return
         for target_layers in self._targets:
             torch._foreach_mul_([layer.weight for layer in target_layers], self._masks)

@@ -15,17 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
-from rlx2.sparse.backend import (
-    BACKENDS,
-    CSR_MAX_DENSITY,
-    CsrLinear,
-    SparsePattern,
-    csr_linear_forward,
-    dense_linear,
-)
+import rlx2.sparse.kernels as kernels
+from rlx2.sparse.backend import BACKENDS, CSR_MAX_DENSITY, CsrWeights, SparsePattern, dense_linear
+from rlx2.sparse.compiled_mlp import NetworkPattern, kernel_heads
+from rlx2.sparse.fused import fused_heads
 from rlx2.sparse.distribution import active_counts, layer_densities
 
 
@@ -43,11 +40,12 @@ class MaskedLinear(nn.Linear):
         super().__init__(in_features, out_features, bias)
         self.register_buffer("mask", None)
         self._pattern: tuple[torch.Tensor, int, SparsePattern] | None = None  # (mask, its version, pattern)
+        self._csr: CsrWeights | None = None  # persistent CSR tensors on the current pattern
 
     def __getstate__(self) -> dict:
-        """Copies and pickles leave out the CSR index cache: it is rebuilt on demand (and sparse tensors can't be copied)."""
+        """Copies and pickles leave out the CSR caches: they are rebuilt on demand (and sparse tensors can't be copied)."""
         state = self.__dict__.copy()
-        state["_pattern"] = None
+        state["_pattern"] = state["_csr"] = None
         return state
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -98,16 +96,103 @@ class MaskedLinear(nn.Linear):
         """Whether ``forward`` takes the CSR path for the current mask and backend."""
         return self.csr_pattern() is not None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead, x2 = x.shape[:-1], x.reshape(-1, self.in_features)
+    def csr_weights(self) -> CsrWeights | None:
+        """The persistent CSR tensors ``forward`` computes with, or None on the dense path."""
         pattern = self.csr_pattern()
-        if pattern is None:  # masked-dense: inactive weights are exactly zero
-            y = dense_linear(x2, self.weight, self.bias)
-        elif torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            y = CsrLinear.apply(x2, self.weight, self.bias, pattern, self.needs_dense_grad)
-        else:
-            y = csr_linear_forward(x2, self.weight, self.bias, pattern)
-        return y.reshape(*lead, self.out_features)
+        if pattern is None:
+            return None
+        if self._csr is None or self._csr.pattern is not pattern:
+            self._csr = CsrWeights(pattern)
+        return self._csr
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.uses_csr():
+            return fused_heads([[self]], x)[0]
+        # masked-dense: inactive weights are exactly zero
+        y = dense_linear(x.reshape(-1, self.in_features), self.weight, self.bias)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+
+class MaskedMLP(nn.Sequential):
+    """``MaskedLinear`` layers with a ReLU between consecutive ones (none after the last).
+
+    Unless a layer is on the ``masked-dense`` reference backend, the whole network runs as
+    one operation: compiled (``rlx2.sparse.compiled_mlp``) when it has a CSR layer and the
+    kernels are available, else in PyTorch (``rlx2.sparse.fused``). Submodule names and
+    ``state_dict`` keys are those of the plain ``nn.Sequential`` (``0.weight``, ``0.mask``,
+    ``2.weight``, ...).
+    """
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave out the caches of the fused paths (rebuilt on demand)."""
+        state = self.__dict__.copy()
+        state.pop("_network_pattern", None)
+        state.pop("_structure", None)
+        return state
+
+    def fused_layers(self) -> list[MaskedLinear] | None:
+        """The linear layers when the fused path applies, else None."""
+        modules = tuple(self._modules.values())
+        cached = self.__dict__.get("_structure")
+        if cached is None or len(cached[0]) != len(modules) or any(a is not b for a, b in zip(cached[0], modules)):
+            linear = list(modules[0::2])
+            plain = (len(modules) % 2 == 1 and all(isinstance(m, MaskedLinear) for m in linear)
+                     and all(isinstance(m, nn.ReLU) for m in modules[1::2]))
+            cached = self.__dict__["_structure"] = (modules, linear if plain else None)
+        linear = cached[1]
+        if linear is None or any(layer.backend == "masked-dense" for layer in linear):
+            return None
+        return linear
+
+    def network_pattern(self, layers: list[MaskedLinear], backward: bool) -> NetworkPattern | None:
+        """The compiled path's view of ``layers``, or None where it does not apply (module docstring)."""
+        if kernels.compiled() is None:
+            return None
+        cached = self.__dict__.get("_network_pattern")
+        if cached is None or not cached.valid_for(layers):
+            cached = self.__dict__["_network_pattern"] = NetworkPattern(layers)
+        if not cached.usable or (backward and any(layer.needs_dense_grad for layer in layers)):
+            return None
+        return cached
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mlp_heads([self], x)[0]
+
+    def on_kernels(self) -> bool:
+        """Whether this network runs on the compiled kernels (``rlx2.sparse.compiled_mlp``)."""
+        layers = self.fused_layers()
+        return layers is not None and self.network_pattern(layers, backward=False) is not None
+
+    @torch.no_grad()
+    def infer(self, x: np.ndarray) -> np.ndarray | None:
+        """The output for one input vector without autograd or module calls (acting: 20-40 us where the
+        module path takes 60-150), on the compiled kernels or as matrix-vector products on the dense
+        weights (masked entries are exactly zero); None for a network the fused paths do not take."""
+        layers = self.fused_layers()
+        if layers is None or any(layer.bias is None for layer in layers):
+            return None
+        pattern = self.network_pattern(layers, backward=False)
+        if pattern is not None:
+            return pattern.infer(x)
+        h = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        for i, layer in enumerate(layers):
+            h = torch.addmv(layer.bias, layer.weight, h)
+            if i < len(layers) - 1:
+                h.relu_()
+        return h.numpy()
+
+
+def mlp_heads(heads: list[MaskedMLP], x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Every network of ``heads`` applied to the same ``x``, as one operation when all can fuse."""
+    layers = [head.fused_layers() for head in heads]
+    if any(plan is None for plan in layers):
+        return tuple(nn.Sequential.forward(head, x) if plan is None else mlp_heads([head], x)[0]
+                     for head, plan in zip(heads, layers))
+    backward = torch.is_grad_enabled()
+    patterns = [head.network_pattern(plan, backward) for head, plan in zip(heads, layers)]
+    if all(pattern is not None for pattern in patterns):
+        return kernel_heads(patterns, x)
+    return fused_heads(layers, x)
 
 
 def set_backend(module: nn.Module, backend: str) -> None:

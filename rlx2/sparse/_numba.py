@@ -1,0 +1,217 @@
+"""The numba kernels behind ``rlx2.sparse.kernels`` (imported only there, and only when numba is present).
+
+Networks are given as *pattern layers*: each layer's active entries in CSR order (row
+pointers ``crow``, column indices ``col`` and flat positions ``flat`` into the dense
+weight; an unmasked layer lists every entry), all layers concatenated, with ``meta[l] =
+(first row pointer, first entry, out features, in features)``. Activations are
+feature-major ``[features, batch]``, so every inner loop runs over the batch, contiguous.
+
+Products and element-wise updates use no fast-math, so their results do not depend on the
+CPU's vector width. The two reductions (a weight gradient is a dot product over the batch,
+a bias gradient a sum) may be reassociated, which is what lets them vectorise; their
+rounding then follows the vector width of the CPU they were compiled for (the golden runs
+pin ``NUMBA_CPU_NAME``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_REDUCE = {"reassoc", "nsz", "contract"}
+_PRODUCT = {"contract"}
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_REDUCE)
+def _dot(a, b):
+    total = np.float32(0.0)
+    for j in range(a.shape[0]):
+        total += a[j] * b[j]
+    return total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_REDUCE)
+def _sum(a):
+    total = np.float32(0.0)
+    for j in range(a.shape[0]):
+        total += a[j]
+    return total
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _adam_entry(param, grad, exp_avg, exp_avg_sq, k, one_minus_beta1, one_minus_beta2, b2, epsilon, step_size,
+                bc2_sqrt):
+    g = grad[k]
+    m = exp_avg[k] + one_minus_beta1 * (g - exp_avg[k])  # exp_avg.lerp_(grad, 1 - beta1)
+    v = exp_avg_sq[k] * b2 + (one_minus_beta2 * g) * g  # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+    exp_avg[k] = m
+    exp_avg_sq[k] = v
+    denom = np.sqrt(v) / bc2_sqrt + epsilon
+    param[k] = param[k] + ((-step_size) * m) / denom  # param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+@numba.njit(cache=True, nogil=True)
+def adam(params, grads, exp_avgs, exp_avg_sqs, steps, active, decaying, lr, beta1, beta2, eps):
+    """One ``torch.optim.Adam`` step (single-tensor formulas) of every parameter of a network, in place.
+
+    Parameter ``n``'s step counter ``steps[n]`` (a 0-d array) is incremented; with an empty
+    ``active[n]`` every entry steps, otherwise only the listed flat positions, and the
+    positions ``decaying[n]`` (inactive, moments not yet zero) get a zero gradient's moment decay.
+    """
+    one_minus_beta1 = np.float32(1.0 - beta1)
+    one_minus_beta2 = np.float32(1.0 - beta2)
+    b1, b2, epsilon = np.float32(beta1), np.float32(beta2), np.float32(eps)
+    for n in range(len(params)):
+        param, grad, exp_avg, exp_avg_sq = params[n], grads[n], exp_avgs[n], exp_avg_sqs[n]
+        step_t = steps[n]
+        step_t[()] += np.float32(1.0)
+        step = np.float64(step_t[()])
+        step_size = np.float32(lr / (1.0 - beta1**step))
+        bc2_sqrt = np.float32((1.0 - beta2**step) ** 0.5)
+        positions = active[n]
+        if positions.shape[0] == 0:
+            for k in range(param.shape[0]):  # contiguous: vectorises
+                _adam_entry(param, grad, exp_avg, exp_avg_sq, k, one_minus_beta1, one_minus_beta2, b2, epsilon,
+                            step_size, bc2_sqrt)
+        else:
+            for i in range(positions.shape[0]):
+                _adam_entry(param, grad, exp_avg, exp_avg_sq, positions[i], one_minus_beta1, one_minus_beta2, b2,
+                            epsilon, step_size, bc2_sqrt)
+        inactive = decaying[n]
+        for i in range(inactive.shape[0]):  # zero gradient; the weight itself stays zero
+            k = inactive[i]
+            exp_avg[k] = exp_avg[k] + one_minus_beta1 * (np.float32(0.0) - exp_avg[k])
+            exp_avg_sq[k] = exp_avg_sq[k] * b2
+
+
+@numba.njit(cache=True, nogil=True)
+def lerp(targets, sources, positions, weight):
+    """``target += weight (source - target)`` for every pair, at its listed flat positions (empty: everywhere)."""
+    w = np.float32(weight)
+    for n in range(len(targets)):
+        target, source, listed = targets[n], sources[n], positions[n]
+        if listed.shape[0] == 0:
+            for k in range(target.shape[0]):
+                target[k] = target[k] + w * (source[k] - target[k])
+        else:
+            for i in range(listed.shape[0]):
+                k = listed[i]
+                target[k] = target[k] + w * (source[k] - target[k])
+
+
+@numba.njit(cache=True, nogil=True, inline="always", fastmath=_PRODUCT)
+def _rows_product(crow, col, flat, w, x, y, row, first, relu_of):
+    """``y[row] = first + sum_k w[flat[k]] x[col[k]]`` over the entries of CSR row ``row``, then
+    zeroed where ``relu_of[row] <= 0`` (``relu_of`` empty: kept as is). Four entries per pass:
+    a quarter of the loads and stores of ``y[row]``."""
+    yo = y[row]
+    batch = yo.shape[0]
+    for j in range(batch):
+        yo[j] = first
+    k, end = crow[row], crow[row + 1]
+    while k + 4 <= end:
+        w0, w1, w2, w3 = w[flat[k]], w[flat[k + 1]], w[flat[k + 2]], w[flat[k + 3]]
+        x0, x1, x2, x3 = x[col[k]], x[col[k + 1]], x[col[k + 2]], x[col[k + 3]]
+        for j in range(batch):
+            yo[j] += (w0 * x0[j] + w1 * x1[j]) + (w2 * x2[j] + w3 * x3[j])
+        k += 4
+    while k < end:
+        w0 = w[flat[k]]
+        x0 = x[col[k]]
+        for j in range(batch):
+            yo[j] += w0 * x0[j]
+        k += 1
+    if relu_of.shape[0] > 0:
+        gate = relu_of[row]
+        for j in range(batch):
+            if gate[j] <= 0.0:
+                yo[j] = 0.0
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_PRODUCT)
+def _layer_forward(crow, col, flat, w, b, x, y, relu):
+    """``y = W x + b`` (ReLU'd when ``relu``) for one pattern layer; ``x``: ``[in, B]``, ``y``: ``[out, B]``."""
+    none = y[:0]
+    for o in range(y.shape[0]):
+        _rows_product(crow, col, flat, w, x, y, o, b[o], y if relu else none)
+
+
+@numba.njit(cache=True, nogil=True)
+def transpose(x, xt):
+    """``xt = x^T`` (a ``[B, in]`` batch into the feature-major ``[in, B]``)."""
+    batch, n_in = x.shape
+    for j in range(batch):
+        for i in range(n_in):
+            xt[i, j] = x[j, i]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_PRODUCT)
+def mlp_forward(meta, crow, col, flat, weights, biases, x, x_batch_major, hidden, out):
+    """Pattern layers (ReLU between them and after none) on ``x``; keeps the hidden activations.
+
+    ``x``: the input, ``[in, B]``; with a non-empty ``x_batch_major`` (``[B, in]``), ``x`` is
+    first filled with its transpose. ``hidden``: ``[sum of hidden widths, B]`` (layer after
+    layer); ``out``: ``[out, B]``.
+    """
+    if x_batch_major.shape[0] > 0:
+        transpose(x_batch_major, x)
+    layers = meta.shape[0]
+    h = x
+    row = 0
+    for layer in range(layers):
+        r0, e0, n_out = meta[layer, 0], meta[layer, 1], meta[layer, 2]
+        rows = crow[r0:r0 + n_out + 1]
+        if layer == layers - 1:
+            y = out
+        else:
+            y = hidden[row:row + n_out]
+            row += n_out
+        _layer_forward(rows, col[e0:], flat[e0:], weights[layer], biases[layer], h, y, layer < layers - 1)
+        h = y
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_PRODUCT)
+def mlp_backward(meta, crow, col, flat, crow_t, col_t, flat_t, weights, x, hidden, grad, weight_grads, bias_grads,
+                 grad_in, need_weights, gate_in):
+    """Backward of ``mlp_forward`` from ``grad`` (``[out, B]``, the gradient of its output).
+
+    With ``need_weights``: every weight gradient at its layer's pattern positions (the rest of
+    each flat array zeroed) and every bias gradient. With a non-empty ``grad_in`` (``[in, B]``):
+    the gradient of the input ``x``, through a ReLU whose output ``x`` is when ``gate_in``.
+    An input gradient is a product with ``W^T``, row by row over the transposed pattern
+    (``crow_t``, ``col_t``, ``flat_t``; ``meta[l, 4]`` its first row pointer), gated by the
+    ReLU before the layer.
+    """
+    layers = meta.shape[0]
+    batch = grad.shape[1]
+    g = grad
+    row = hidden.shape[0]
+    for layer in range(layers - 1, -1, -1):
+        r0, e0, n_out, n_in, t0 = meta[layer, 0], meta[layer, 1], meta[layer, 2], meta[layer, 3], meta[layer, 4]
+        if layer > 0:
+            h = hidden[row - n_in:row]
+            row -= n_in
+        else:
+            h = x
+        w = weights[layer]
+        if need_weights:
+            gw = weight_grads[layer]
+            gw[:] = 0.0
+            gb = bias_grads[layer]
+            for o in range(n_out):
+                go = g[o]
+                gb[o] = _sum(go)
+                for k in range(crow[r0 + o], crow[r0 + o + 1]):
+                    gw[flat[e0 + k]] = _dot(go, h[col[e0 + k]])
+        if layer == 0:
+            if grad_in.shape[0] == 0:
+                break
+            g_in = grad_in
+            gate = h if gate_in else h[:0]
+        else:
+            g_in = np.empty((n_in, batch), np.float32)
+            gate = h  # the ReLU between layers
+        rows, cols, flats = crow_t[t0:t0 + n_in + 1], col_t[e0:], flat_t[e0:]
+        for i in range(n_in):
+            _rows_product(rows, cols, flats, w, g, g_in, i, np.float32(0.0), gate)
+        g = g_in

@@ -1,0 +1,240 @@
+"""Sparse networks in two compiled calls: the whole forward, the whole backward (``rlx2.sparse._numba``).
+
+Why: even as one autograd operation (``rlx2.sparse.fused``) a sparse MLP's forward and
+backward are about twenty PyTorch operations (products, ReLUs and their backward, gathers
+of CSR values, gradient scatters, bias sums), each with its fixed cost and a pass over a
+``[256, batch]`` tensor; at 95 % sparsity those costs, not the arithmetic, decide the
+speed. Here the forward of all layers is one numba call (bias, products and ReLU per output
+row while it is in cache) and the backward another (sampled weight gradients at the active
+positions, bias gradients, the input gradient through each ReLU).
+
+Every layer runs on its pattern (``NetworkPattern``): the active entries of a masked layer,
+all entries of an unmasked one, read straight from the dense ``weight``. It is used for
+networks with at least one CSR layer (dense networks keep MKL's dense products), never
+for a backward that needs dense weight gradients (a topology update: ``rlx2.sparse.fused``
+computes those), and only when the kernels are compiled (``rlx2.sparse.kernels``).
+Weight gradients are dense tensors, zero off the pattern, as the CSR backend's are.
+Unlike ``rlx2.sparse.fused`` it does not save the parameters for backward: the kernels and
+``torch.optim.Adam`` change weights in place without bumping their version counters, so
+that check would catch nothing here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+import rlx2.sparse.kernels as kernels
+from rlx2.sparse.backend import SparsePattern
+
+
+#: A first layer denser than this runs on MKL (``NetworkPattern.head_dense``).
+HEAD_MIN_DENSITY = 0.5
+
+
+class NetworkPattern:
+    """One MLP as the compiled path runs it: its layers' CSR patterns, concatenated.
+
+    A first layer more than ``HEAD_MIN_DENSITY`` dense (the input layer, which the
+    layer-density distribution leaves 30-100 % dense) runs as MKL's dense product plus ReLU,
+    which the pattern loop matches only up to about that density (measured on 256 x 11-23
+    layers, batch 256); every other layer runs on its pattern in the kernels (``head_dense``).
+    Built once per set of masks and backends (``valid_for`` checks them cheaply on every
+    call), the index arrays only for networks the compiled path takes (``usable``).
+    """
+
+    def __init__(self, layers: Sequence) -> None:
+        self.layers = list(layers)
+        self.params = [(layer._parameters["weight"], layer._parameters["bias"]) for layer in self.layers]
+        self.masks = [layer._buffers["mask"] for layer in self.layers]
+        self.versions = [None if mask is None else mask._version for mask in self.masks]
+        self.backends = [layer.backend for layer in self.layers]
+        csr = [layer.uses_csr() for layer in self.layers]
+        #: The compiled path takes networks with a CSR layer (dense ones keep MKL's dense products) and biases.
+        self.usable = any(csr) and all(b is not None for _, b in self.params)
+        first = self.layers[0]
+        density = 1.0 if self.masks[0] is None else first.density
+        self.head_dense = len(self.layers) > 1 and not csr[0] and density > HEAD_MIN_DENSITY
+        self.kernel_layers = self.layers[1:] if self.head_dense else self.layers
+        self.kernel_params = self.params[1:] if self.head_dense else self.params
+        self.in_features, self.out_features = self.layers[0].in_features, self.layers[-1].out_features
+        self.kernel_in = self.kernel_layers[0].in_features
+        self.hidden = sum(layer.out_features for layer in self.kernel_layers[:-1])
+        self._indices: tuple | None = None
+        self._views: tuple | None = None
+        if self.usable:
+            self.indices()
+
+    def valid_for(self, layers: Sequence) -> bool:
+        """Whether ``layers`` are still the layers, masks (unchanged in place) and backends this was built from."""
+        if len(layers) != len(self.layers):
+            return False
+        for layer, mine, mask, version, backend, (weight, bias) in zip(
+                layers, self.layers, self.masks, self.versions, self.backends, self.params):
+            current = layer._buffers["mask"]
+            if (layer is not mine or current is not mask or (mask is not None and mask._version != version)
+                    or layer.backend != backend or layer._parameters["weight"] is not weight
+                    or layer._parameters["bias"] is not bias):
+                return False
+        return True
+
+    def indices(self) -> tuple:
+        """``(meta, crow, col, flat, crow_t, col_t, flat_t)`` of the kernel layers (``rlx2.sparse._numba``)."""
+        if self._indices is None:
+            parts: list[list[torch.Tensor]] = [[] for _ in range(6)]
+            meta = []
+            rows = rows_t = entries = 0
+            masks = self.masks[1:] if self.head_dense else self.masks
+            for layer, mask in zip(self.kernel_layers, masks):
+                out_features, in_features = layer.weight.shape
+                if mask is None:
+                    pattern = SparsePattern.of(torch.ones(out_features, in_features, dtype=torch.bool))
+                else:
+                    pattern = layer.sparse_pattern()
+                meta.append((rows, entries, out_features, in_features, rows_t))
+                for part, tensor in zip(parts, (pattern.crow, pattern.col, pattern.flat, pattern.crow_t,
+                                                pattern.col_t, pattern.flat_t)):
+                    part.append(tensor)
+                rows += out_features + 1
+                rows_t += in_features + 1
+                entries += len(pattern.col)
+            crow, col, flat, crow_t, col_t, flat_t = (
+                torch.cat(part).to(torch.int64 if i in (2, 5) else torch.int32).numpy() for i, part in enumerate(parts))
+            self._indices = (np.array(meta, dtype=np.int64), crow, col, flat, crow_t, col_t, flat_t)
+        return self._indices
+
+    def arrays(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """NumPy views of the kernel layers' weights (flat) and biases, refreshed if a parameter's storage moved."""
+        pointers = tuple(t.data_ptr() for pair in self.kernel_params for t in pair)
+        if self._views is None or self._views[0] != pointers:
+            weights = tuple(weight.detach().view(-1).numpy() for weight, _ in self.kernel_params)
+            biases = tuple(bias.detach().numpy() for _, bias in self.kernel_params)
+            self._views = (pointers, weights, biases)
+        return self._views[1], self._views[2]
+
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The output ``[out]`` for one input ``[in]`` (for one column, ``[1, in]`` and ``[in, 1]`` share memory);
+        under ``torch.no_grad`` (``MaskedMLP.infer``)."""
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 1)
+        if self.head_dense:
+            weight, bias = self.params[0]
+            x = torch.addmm(bias.unsqueeze(1), weight, torch.from_numpy(x)).relu_().numpy()
+        hidden = np.empty((self.hidden, 1), np.float32)
+        out = np.empty((self.out_features, 1), np.float32)
+        weights, biases = self.arrays()
+        kernels.compiled().mlp_forward(*self.indices()[:4], weights, biases, x, _NONE, hidden, out)
+        return out.reshape(-1)
+
+
+def kernel_heads(patterns: Sequence[NetworkPattern], x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each network of ``patterns`` applied to ``x`` (``[..., in]``); one output ``[..., out]`` per network."""
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1])
+    if torch.is_grad_enabled() and (x2.requires_grad or any(w.requires_grad or b.requires_grad
+                                                            for pattern in patterns for w, b in pattern.params)):
+        params = [t for pattern in patterns for pair in pattern.params for t in pair]
+        outputs = _KernelMLP.apply(tuple(patterns), x2, *params)
+    else:
+        outputs = tuple(out for out, _ in _forward(patterns, x2))
+    if len(lead) == 1:
+        return outputs
+    return tuple(out.reshape(*lead, out.shape[-1]) for out in outputs)
+
+
+_NONE = np.empty((0, 0), np.float32)
+
+
+def _forward(patterns, x: torch.Tensor) -> list[tuple[torch.Tensor, tuple]]:
+    """Per network: its output ``[B, out]`` (a feature-major view) and what its backward needs."""
+    x = x.detach()
+    if x.dtype != torch.float32 or not x.is_contiguous():
+        x = x.to(torch.float32).contiguous()
+    batch = x.shape[0]
+    forward = kernels.compiled().mlp_forward
+    x_array = None
+    results = []
+    for pattern in patterns:
+        if pattern.head_dense:  # MKL: [h, B] = W x^T + b, then its ReLU
+            weight, bias = pattern.params[0]
+            head = torch.addmm(bias.unsqueeze(1), weight, x.t()).relu_()
+            x_in, batch_major = head.numpy(), _NONE
+        else:
+            if x_array is None:
+                x_array = x.numpy()
+            x_in, batch_major = np.empty((pattern.kernel_in, batch), np.float32), x_array
+        hidden = np.empty((pattern.hidden, batch), np.float32)
+        out = np.empty((pattern.out_features, batch), np.float32)
+        weights, biases = pattern.arrays()
+        forward(*pattern.indices()[:4], weights, biases, x_in, batch_major, hidden, out)
+        results.append((torch.from_numpy(out).t(), (x, x_in, hidden)))
+    return results
+
+
+_NO_GRADS = {}  # number of layers -> a tuple of empty arrays (no weight gradients wanted)
+
+
+class _KernelMLP(torch.autograd.Function):
+    """Forward and backward of ``kernel_heads`` (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, patterns, x, *params):
+        results = _forward(patterns, x)
+        ctx.patterns, ctx.saved = patterns, [saved for _, saved in results]
+        ctx.set_materialize_grads(False)
+        return tuple(out for out, _ in results)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        needs = ctx.needs_input_grad
+        grad_x = None
+        grad_params: list[torch.Tensor | None] = []
+        offset = 2  # needs_input_grad: patterns, x, then weight and bias of every layer
+        for pattern, saved, grad in zip(ctx.patterns, ctx.saved, grads):
+            count = 2 * len(pattern.layers)
+            wanted = needs[offset:offset + count]
+            offset += count
+            if grad is None or not (any(wanted) or needs[1]):
+                grad_params.extend([None] * count)
+                continue
+            head_grads, kernel_grads, gx = _backward(pattern, saved, grad, wanted, needs[1])
+            grad_params.extend(head_grads + kernel_grads)
+            if gx is not None:
+                grad_x = gx if grad_x is None else grad_x + gx
+        return (None, grad_x, *grad_params)
+
+
+def _backward(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor, wanted: tuple, need_x: bool):
+    """One network's parameter gradients (``wanted`` ones) and, with ``need_x``, its input's."""
+    x, x_in, hidden = saved
+    batch = grad.shape[0]
+    head = 2 if pattern.head_dense else 0
+    kernel_wanted = wanted[head:]
+    need_weights = any(kernel_wanted)
+    if need_weights:
+        weight_grads = tuple(np.empty(w.numel(), np.float32) for w, _ in pattern.kernel_params)
+        bias_grads = tuple(np.empty(b.numel(), np.float32) for _, b in pattern.kernel_params)
+    else:
+        weight_grads = bias_grads = _NO_GRADS.setdefault(
+            len(pattern.kernel_params), tuple(np.empty(0, np.float32) for _ in pattern.kernel_params))
+    need_in = need_x or (pattern.head_dense and any(wanted[:2]))
+    grad_in = np.empty((pattern.kernel_in, batch), np.float32) if need_in else _NONE
+    weights, _ = pattern.arrays()
+    g = np.ascontiguousarray(grad.detach().reshape(batch, pattern.out_features).numpy().T)  # [out, B]
+    kernels.compiled().mlp_backward(*pattern.indices(), weights, x_in, hidden, g, weight_grads, bias_grads, grad_in,
+                                    need_weights, pattern.head_dense)
+    kernel_grads: list[torch.Tensor | None] = []
+    for i, (weight, _) in enumerate(pattern.kernel_params):
+        kernel_grads.append(torch.from_numpy(weight_grads[i].reshape(weight.shape)) if kernel_wanted[2 * i] else None)
+        kernel_grads.append(torch.from_numpy(bias_grads[i]) if kernel_wanted[2 * i + 1] else None)
+    gx = None
+    if not pattern.head_dense:
+        return [], kernel_grads, torch.from_numpy(grad_in).t() if need_x else None
+    g_head = torch.from_numpy(grad_in)  # the gradient of the first layer's pre-activation, [h, B]
+    weight, _ = pattern.params[0]
+    head_grads = [torch.mm(g_head, x) if wanted[0] else None, g_head.sum(1) if wanted[1] else None]
+    if need_x:
+        gx = g_head.t().mm(weight)  # [B, in]
+    return head_grads, kernel_grads, gx

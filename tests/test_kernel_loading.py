@@ -1,0 +1,50 @@
+"""Which implementation sparse networks train on, and where numba's compile cache goes (``rlx2.sparse.kernels``)."""
+
+import sys
+import tempfile
+
+import pytest
+
+from rlx2.sparse import kernels
+
+
+@pytest.fixture
+def unloaded(monkeypatch):
+    """``kernels.compiled()`` decides afresh in this test (and is restored after it)."""
+    monkeypatch.delenv("RLX2_KERNELS", raising=False)
+    monkeypatch.setattr(kernels, "_KERNELS", False)
+
+
+def test_rlx2_kernels_torch_switches_the_compiled_kernels_off(unloaded, monkeypatch):
+    monkeypatch.setenv("RLX2_KERNELS", "torch")
+    assert kernels.compiled() is None and kernels.implementation() == "torch"
+
+
+def test_without_numba_everything_runs_on_pytorch_quietly(unloaded, monkeypatch, recwarn):
+    monkeypatch.setitem(sys.modules, "numba", None)  # what an interpreter without numba sees on import
+    assert kernels.compiled() is None and kernels.implementation() == "torch"
+    assert not [w for w in recwarn if "compiled kernels" in str(w.message)]
+
+
+def test_kernels_that_cannot_load_warn_and_fall_back_to_pytorch(unloaded, monkeypatch):
+    pytest.importorskip("numba")
+    monkeypatch.setitem(sys.modules, "rlx2.sparse._numba", None)  # importing it now raises
+    with pytest.warns(RuntimeWarning, match="the compiled kernels cannot load"):
+        assert kernels.compiled() is None
+    assert kernels.implementation() == "torch"
+
+
+def test_cache_stays_numbas_choice_where_the_sources_are_writable_or_the_user_chose(tmp_path):
+    assert kernels.cache_directory(tmp_path, {}) is None  # numba caches in tmp_path/**/__pycache__
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    assert kernels.cache_directory(not_a_directory, {"NUMBA_CACHE_DIR": "/somewhere"}) is None
+
+
+def test_read_only_sources_cache_in_the_user_cache_else_in_a_temporary_directory(tmp_path):
+    read_only = tmp_path / "file"  # nothing can be created under a file: as a read-only install
+    read_only.write_text("")
+    cache = tmp_path / "cache"
+    assert kernels.cache_directory(read_only, {"XDG_CACHE_HOME": str(cache)}) == str(cache / "rlx2" / "numba")
+    chosen = kernels.cache_directory(read_only, {"XDG_CACHE_HOME": str(read_only), "HOME": str(read_only)})
+    assert chosen is not None and chosen.startswith(tempfile.gettempdir())
