@@ -64,11 +64,10 @@ class Distillation(Method):
     own_step_axis = ("its student trains after its dense teacher's whole run, so its steps are not on this axis; its "
                      "teacher is the dense curve")
 
-    def make_controller(self, role, network, optimizer, cfg, update_every, generator):
+    def install_masks(self, role, network, cfg, generator):
         # What the deliverable looks like, for `rlx2 flops`: a sparse actor; the critic is the teacher's, dense.
         if role == "actor":
             sparsify(network, cfg.actor_sparsity, generator, cfg.sparsity_distribution, cfg.mask_init)
-        return MaskController(network, optimizer)
 
     def phase_steps(self, cfg) -> tuple[int, int]:
         """``(teacher-data states, student steps)`` for a run of ``cfg.steps`` steps."""

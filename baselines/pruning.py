@@ -38,9 +38,7 @@ class PruningController(MaskController):
     """A dense network's masks, pruned by magnitude on the cubic schedule after optimiser steps."""
 
     def __init__(self, network, optimizer, final_sparsities: list[float], optimizer_steps: int) -> None:
-        for _, layer in masked_layers(network):
-            layer.set_mask(torch.ones_like(layer.weight, dtype=torch.bool))
-        super().__init__(network, optimizer)
+        super().__init__(network, optimizer)  # the all-ones masks are ``GradualPruning.install_masks``'s
         self.final_sparsities = final_sparsities
         self.t0, self.t1, steps = prune_steps(optimizer_steps)
         self.prune_at = set(steps)
@@ -76,6 +74,10 @@ class GradualPruning(Method):
     name = "pruning"
     description = "gradual magnitude pruning (Zhu-Gupta cubic schedule, 20-80 % of training), starts dense"
     uses_sparsity = True
+
+    def install_masks(self, role, network, cfg, generator):
+        for _, layer in masked_layers(network):  # dense to start with, masked so that pruning can remove weights
+            layer.set_mask(torch.ones_like(layer.weight, dtype=torch.bool))
 
     def make_controller(self, role, network, optimizer, cfg, update_every, generator):
         finals = final_layer_sparsities(network, self.sparsity(cfg, role), cfg.sparsity_distribution)

@@ -62,6 +62,8 @@ class MethodHooks(Protocol):
 
     def hidden_sizes(self, cfg: RunConfig, role: str, in_dim: int, out_dim: int) -> tuple[int, ...]: ...
 
+    def install_masks(self, role: str, network: nn.Module, cfg: RunConfig, generator: torch.Generator) -> None: ...
+
     def make_controller(self, role: str, network: nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig,
                         update_every: int, generator: torch.Generator) -> MaskController: ...
 
@@ -83,6 +85,15 @@ class Agent:
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.generator = generator
         self.iterations = 0  # training iterations (critic updates) so far
+
+    def masked(self, role: str, network: nn.Module, optimizer: torch.optim.Optimizer, update_every: int,
+               generator: torch.Generator) -> MaskController:
+        """The method's masks on ``network`` (``install_masks``), then what manages them (``make_controller``).
+
+        Each network's masks are drawn from ``generator`` right before its controller is made, actor first.
+        """
+        self.method.install_masks(role, network, self.cfg, generator)
+        return self.method.make_controller(role, network, optimizer, self.cfg, update_every, generator)
 
     @staticmethod
     def update_every(cfg: RunConfig) -> dict[str, int]:

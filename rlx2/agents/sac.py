@@ -46,8 +46,8 @@ class SAC(Agent):
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
         self.target_entropy = -float(act_dim)
         self.controllers = {
-            "actor": method.make_controller("actor", self.actor, self.actor_opt, cfg, 1, generator),
-            "critic": method.make_controller("critic", self.critic, self.critic_opt, cfg, 1, generator),
+            "actor": self.masked("actor", self.actor, self.actor_opt, 1, generator),
+            "critic": self.masked("critic", self.critic, self.critic_opt, 1, generator),
         }
         self.critic_target = copy.deepcopy(self.critic)
         self.controllers["critic"].bind_target(self.critic_target)

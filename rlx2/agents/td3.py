@@ -33,8 +33,8 @@ class TD3(Agent):
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True)
         every = self.update_every(cfg)
         self.controllers = {
-            "actor": method.make_controller("actor", self.actor, self.actor_opt, cfg, every["actor"], generator),
-            "critic": method.make_controller("critic", self.critic, self.critic_opt, cfg, every["critic"], generator),
+            "actor": self.masked("actor", self.actor, self.actor_opt, every["actor"], generator),
+            "critic": self.masked("critic", self.critic, self.critic_opt, every["critic"], generator),
         }
         self.actor_target = copy.deepcopy(self.actor)
         self.critic_target = copy.deepcopy(self.critic)

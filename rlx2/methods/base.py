@@ -6,7 +6,8 @@ defaults of the RLx2 recipe switches (``n_step``, ``dynamic_buffer``) that a use
 still override per run. The training loop and the agents only call the hooks below and
 never test a method's name, so a new method is one subclass in one file.
 
-* ``Method``: a dense agent; ``make_controller`` is the general hook, ``training_cost``
+* ``Method``: a dense agent; ``install_masks`` puts a network's masks on it, ``make_controller``
+  returns what manages them through training (the agent calls the two in that order), ``training_cost``
   says what a whole run costs in FLOPs (rules in ``rlx2.sparse.flops``). A method whose
   procedure is not the off-policy loop (a distillation teacher, then a student) defines
   ``run(ctx: RunContext) -> RunResult``: the run lifecycle (``rlx2.train``) calls it instead
@@ -89,9 +90,16 @@ class Method:
         """When the topology of a network stepped every ``update_every`` iterations changes (None: never)."""
         return None
 
+    def install_masks(self, role: str, network: nn.Module, cfg: RunConfig, generator: torch.Generator) -> None:
+        """Put the ``role`` network's initial masks on it (a dense method: none).
+
+        The agent calls it right before ``make_controller``; masks drawn at random come from
+        ``generator``, so the order of the calls is part of a run's random stream.
+        """
+
     def make_controller(self, role: str, network: nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig,
                         update_every: int, generator: torch.Generator) -> MaskController:
-        """Install masks on ``network`` and return what manages them through training.
+        """What manages ``network``'s masks (installed by ``install_masks``) through training.
 
         ``update_every`` is how many training iterations pass per optimiser step of this
         network (TD3's actor: ``policy_delay``), so its schedule counts its own steps.
@@ -133,11 +141,14 @@ class SparseMethod(Method):
     uses_sparsity = True
     grow_scores = None
 
-    def make_controller(self, role, network, optimizer, cfg, update_every, generator):
-        from rlx2.sparse.controller import MaskController
+    def install_masks(self, role, network, cfg, generator):
         from rlx2.sparse.layers import sparsify
 
         sparsify(network, self.sparsity(cfg, role), generator, cfg.sparsity_distribution, cfg.mask_init)
+
+    def make_controller(self, role, network, optimizer, cfg, update_every, generator):
+        from rlx2.sparse.controller import MaskController
+
         return MaskController(network, optimizer, self.schedule(cfg, update_every), type(self).grow_scores, generator,
                               regrow=cfg.regrow, grown_adam=cfg.grown_adam)
 
