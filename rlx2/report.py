@@ -147,8 +147,14 @@ def paper_table(finals: pd.DataFrame, pct: pd.DataFrame, averages: dict, refs: d
     return pd.DataFrame(rows)
 
 
-def versus_paper(pct: pd.DataFrame, averages: dict, refs: dict, budget: int) -> pd.DataFrame:
-    """Per task (and per algo on average, when it has several tasks) and method: ours beside the paper's."""
+def versus_paper(pct: pd.DataFrame, averages: dict, refs: dict, budget: int,
+                 planned: dict[tuple[str, str], set[str]] | None = None) -> pd.DataFrame:
+    """Per task (and per algo on average, when it has several tasks) and method: ours beside the paper's.
+
+    ``planned`` names the methods the profile runs per (algo, task): a paper method outside it
+    reads "not in this profile", one inside it without a finished run "no finished run yet"
+    (None: every paper method is planned).
+    """
     rows = []
     for algo, task in refs:
         row = paper_row(algo, task)
@@ -157,8 +163,13 @@ def versus_paper(pct: pd.DataFrame, averages: dict, refs: dict, budget: int) -> 
         (actor_sp, critic_sp), published = row
         for method in PAPER_METHODS:
             hit = pct[(pct.algo == algo) & (pct.task == task) & (pct.method == method)]
-            ours = (NOT_REPORTED if refs[(algo, task)].problem is not None else
-                    interval_cell(*hit[["pct", "low", "high", "seeds"]].iloc[0]) if not hit.empty else "not run")
+            if planned is not None and method not in planned.get((algo, task), set()):
+                ours = "not in this profile"
+            elif refs[(algo, task)].problem is not None:
+                ours = NOT_REPORTED
+            else:
+                ours = interval_cell(*hit[["pct", "low", "high", "seeds"]].iloc[0]) if not hit.empty else \
+                    "no finished run yet"
             rows.append({"Algo": algo.upper(), "Task": task, "Method": method,
                          f"Ours ({budget:,} steps, gymnasium v5)": ours,
                          f"Paper ({PAPER_STEPS:,} steps, gym v3)": f"{published[method]:.1f}",
@@ -568,7 +579,10 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
             paper = paper_table(finals, pct, averages, refs)
             write_table(paper, out, "table_paper", f"% of dense per task ({suite_name}/{profile}), mean with interval")
             sections.append(("% of dense (the paper's Table 2 layout)", PERCENT_NOTE + "\n" + markdown(paper)))
-            versus = versus_paper(pct, averages, refs, budget)
+            planned: dict[tuple[str, str], set[str]] = {}
+            for cfg in runs:
+                planned.setdefault((cfg.algo, cfg.env), set()).add(cfg.method)
+            versus = versus_paper(pct, averages, refs, budget, planned)
             if not versus.empty:
                 write_table(versus, out, "table_vs_paper", "ours beside the paper", tex=False)
                 sections.append(("Beside the paper, task by task", markdown(versus)))

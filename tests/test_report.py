@@ -50,6 +50,12 @@ def test_tasks_at_different_sparsities_share_the_columns_beside_the_paper():
     rlx2 = table[table.Method == "rlx2"].set_index("Task")
     assert rlx2.loc["Hopper-v5", "Paper's sparsity (actor/critic)"] == "98%/95%"
     assert rlx2.loc["HalfCheetah-v5", "Paper (3,000,000 steps, gym v3)"] == "99.8"
+    # A profile that runs only some of the paper's methods says which are not in it and which have not finished
+    planned = {("td3", "Hopper-v5"): {"dense", "rigl", "rlx2"}, ("td3", "HalfCheetah-v5"): {"dense", "rlx2"}}
+    ours = versus_paper(pct, {}, refs, 300_000, planned).set_index(["Task", "Method"])["Ours (300,000 steps, gymnasium v5)"]
+    assert ours["Hopper-v5", "rlx2"] == "90.0 (range 80.0 to 99.0)"
+    assert ours["Hopper-v5", "rigl"] == "no finished run yet"
+    assert ours["Hopper-v5", "tiny"] == ours["HalfCheetah-v5", "rigl"] == "not in this profile"
 
 
 def test_normalisation():
