@@ -48,8 +48,11 @@ class CommandFailed(Exception):
         self.code = code
 
 
-class Interrupted(Exception):
-    """SIGTERM or SIGHUP, raised where the command is so that its clean-up runs (as Ctrl-C's KeyboardInterrupt)."""
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP, raised where the command is so that its clean-up runs (as Ctrl-C's KeyboardInterrupt).
+
+    A BaseException, as KeyboardInterrupt is: a library's ``except Exception`` (matplotlib's, Ray's) must not
+    swallow or convert it into another error when the signal lands inside the library's code."""
 
 
 class _Parser(argparse.ArgumentParser):
