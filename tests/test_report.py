@@ -327,7 +327,7 @@ def test_an_interrupted_report_leaves_nothing_behind_and_a_killed_ones_leftovers
     wait_for_staging(tmp_path, terminated)
     terminated.send_signal(signal.SIGTERM)
     _, err = terminated.communicate(timeout=60)
-    assert terminated.returncode == 130 and err.strip().splitlines() == ["rlx2 report: interrupted (SIGTERM)"]
+    assert (terminated.returncode, err.strip().splitlines()) == (130, ["rlx2 report: interrupted (SIGTERM)"])
     assert sorted(p.name for p in tmp_path.iterdir()) == [".report.notes"]  # no staging, no report, notes kept
     killed = report_process(out)
     left = wait_for_staging(tmp_path, killed)
