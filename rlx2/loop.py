@@ -34,8 +34,8 @@ import torch
 
 from rlx2.agents import make_agent
 from rlx2.config import run_id
-from rlx2.records import git_commit
 from rlx2.procedure import RunContext, RunResult, Session
+from rlx2.records import git_commit
 from rlx2.replay import DynamicCapacity, ReplayBuffer
 
 
