@@ -75,27 +75,37 @@ def backward(out, noise, clamp, action, pre, log_std, grad_action, grad_logp, gr
             grad_out[acts + a, b] = g_raw
 
 
+def sample(out: torch.Tensor, noise: torch.Tensor, clamp: bool) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+    """``(action [B, A], log_prob [B], what sample_backward needs)`` from the network output ``out`` (``[B, 2A]``)."""
+    out_t = np.ascontiguousarray(out.detach().numpy().T)  # [2A, B]; the compiled MLP's own layout: no copy
+    noise_array = noise.numpy()
+    batch, acts = noise_array.shape
+    action, pre, log_std = (np.empty((batch, acts), np.float32) for _ in range(3))
+    logp = np.empty(batch, np.float32)
+    forward(out_t, noise_array, clamp, action, logp, pre, log_std)
+    return torch.from_numpy(action), torch.from_numpy(logp), (out_t, noise_array, clamp, action, pre, log_std)
+
+
+def sample_backward(saved: tuple, grad_action: torch.Tensor | None, grad_logp: torch.Tensor | None) -> torch.Tensor:
+    """The gradient of ``sample``'s ``out`` (``[B, 2A]``) from those of its action and log-probability."""
+    out_t, noise_array, clamp, action, pre, log_std = saved
+    batch, acts = noise_array.shape
+    grad_action = np.zeros((batch, acts), np.float32) if grad_action is None else grad_action.contiguous().numpy()
+    grad_logp = np.zeros(batch, np.float32) if grad_logp is None else grad_logp.contiguous().numpy()
+    grad_out = np.empty((2 * acts, batch), np.float32)
+    backward(out_t, noise_array, clamp, action, pre, log_std, grad_action, grad_logp, grad_out)
+    return torch.from_numpy(grad_out).t()
+
+
 class SquashedGaussian(torch.autograd.Function):
     """``(action, log_prob)`` from the network output ``out`` (``[B, 2A]``) and the standard normal ``noise``."""
 
     @staticmethod
     def forward(ctx, out, noise, clamp: bool):
-        out_t = np.ascontiguousarray(out.detach().numpy().T)  # [2A, B]; the compiled MLP's own layout: no copy
-        noise_array = noise.numpy()
-        batch, acts = noise_array.shape
-        action, pre, log_std = (np.empty((batch, acts), np.float32) for _ in range(3))
-        logp = np.empty(batch, np.float32)
-        forward(out_t, noise_array, clamp, action, logp, pre, log_std)
-        ctx.saved = (out_t, noise_array, clamp, action, pre, log_std)
+        action, logp, ctx.saved = sample(out, noise, clamp)
         ctx.set_materialize_grads(False)
-        return torch.from_numpy(action), torch.from_numpy(logp)
+        return action, logp
 
     @staticmethod
     def backward(ctx, grad_action, grad_logp):
-        out_t, noise_array, clamp, action, pre, log_std = ctx.saved
-        batch, acts = noise_array.shape
-        grad_action = np.zeros((batch, acts), np.float32) if grad_action is None else grad_action.contiguous().numpy()
-        grad_logp = np.zeros(batch, np.float32) if grad_logp is None else grad_logp.contiguous().numpy()
-        grad_out = np.empty((2 * acts, batch), np.float32)
-        backward(out_t, noise_array, clamp, action, pre, log_std, grad_action, grad_logp, grad_out)
-        return torch.from_numpy(grad_out).t(), None, None
+        return sample_backward(ctx.saved, grad_action, grad_logp), None, None

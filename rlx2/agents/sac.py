@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 import rlx2.sparse.kernels as kernels
 from rlx2.agents.base import Agent, clear_grads
+from rlx2.agents.kernel_update import SACKernelUpdate
 from rlx2.agents.networks import GaussianActor, SoftUpdate, TwinQ, initialise
 from rlx2.replay import NStepBatch
 from rlx2.sparse.flops import NetworkCosts
@@ -52,6 +53,7 @@ class SAC(Agent):
         self.critic_target = copy.deepcopy(self.critic)
         self.controllers["critic"].bind_target(self.critic_target)
         self._soft_critic = SoftUpdate(self.critic_target, self.critic, cfg.tau)
+        self._kernels = SACKernelUpdate(self)
 
     def optimizers(self):
         return {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
@@ -147,33 +149,45 @@ class SAC(Agent):
         self.alpha_opt.step()
 
     def update(self, batch: NStepBatch) -> dict[str, float]:
+        """One critic step, one actor step, one temperature step and the critic's soft update.
+
+        Each loss's forward and backward runs without autograd where the compiled kernels take
+        it (``rlx2.agents.kernel_update``, bit-identical), else through autograd.
+        """
         laps = self.laps
         laps.start()
         target = self.td_target(batch)
         laps.lap("target")
-        q1, q2 = self.critic(batch.obs, batch.act)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        laps.lap("critic forward + loss")
         clear_grads(self.critic_opt)
-        critic_loss.backward()
+        critic_loss = self._kernels.critic_loss(batch, target)
+        if critic_loss is None:
+            q1, q2 = self.critic(batch.obs, batch.act)
+            loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+            laps.lap("critic forward + loss")
+            loss.backward()
+            critic_loss = loss.item()
         laps.lap("critic backward")
         self.controllers["critic"].step()
         self.iterations += 1
         laps.lap("critic step")
 
-        action, logp = self.actor.sample(batch.obs, self.generator)
-        with self.through_critic():
-            q1_pi, q2_pi = self.critic(batch.obs, action)
-            actor_loss = (self.alpha * logp - torch.minimum(q1_pi, q2_pi)).mean()
-            clear_grads(self.actor_opt)
-            actor_loss.backward()
+        clear_grads(self.actor_opt)
+        result = self._kernels.actor_loss(batch)
+        if result is None:
+            action, logp = self.actor.sample(batch.obs, self.generator)
+            with self.through_critic():
+                q1_pi, q2_pi = self.critic(batch.obs, action)
+                loss = (self.alpha * logp - torch.minimum(q1_pi, q2_pi)).mean()
+                loss.backward()
+            result = loss.item(), logp.detach()
+        actor_loss, logp = result
         laps.lap("actor forward + backward")
         self.controllers["actor"].step()
 
-        self.temperature_step(logp.detach())
+        self.temperature_step(logp)
 
         self._soft_critic()
         self.controllers["critic"].sync_targets()
-        stats = {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": float(self.alpha)}
+        stats = {"critic_loss": critic_loss, "actor_loss": actor_loss, "alpha": float(self.alpha)}
         laps.lap("actor step, soft updates")  # SAC: with the temperature's step
         return stats

@@ -15,6 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from rlx2.agents.base import Agent, clear_grads
+from rlx2.agents.kernel_update import TD3KernelUpdate
 from rlx2.agents.networks import DeterministicActor, SoftUpdate, TwinQ, initialise
 from rlx2.replay import NStepBatch
 from rlx2.sparse.flops import NetworkCosts, multiples
@@ -42,6 +43,7 @@ class TD3(Agent):
         self.controllers["critic"].bind_target(self.critic_target)
         self._soft_actor = SoftUpdate(self.actor_target, self.actor, cfg.tau)
         self._soft_critic = SoftUpdate(self.critic_target, self.critic, cfg.tau)
+        self._kernels = TD3KernelUpdate(self)
 
     @staticmethod
     def update_every(cfg):
@@ -87,31 +89,42 @@ class TD3(Agent):
         return batch.returns + batch.discount * torch.minimum(q1, q2)
 
     def update(self, batch: NStepBatch) -> dict[str, float]:
+        """One critic step, and every ``policy_delay`` iterations one actor step and the soft updates.
+
+        Each loss's forward and backward runs without autograd where the compiled kernels take
+        it (``rlx2.agents.kernel_update``, bit-identical), else through autograd.
+        """
         laps = self.laps
         laps.start()
         target = self.td_target(batch)
         laps.lap("target")
-        q1, q2 = self.critic(batch.obs, batch.act)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        laps.lap("critic forward + loss")
         clear_grads(self.critic_opt)
-        critic_loss.backward()
+        critic_loss = self._kernels.critic_loss(batch, target)
+        if critic_loss is None:
+            q1, q2 = self.critic(batch.obs, batch.act)
+            loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+            laps.lap("critic forward + loss")
+            loss.backward()
+            critic_loss = loss.item()
         laps.lap("critic backward")
         self.controllers["critic"].step()
         self.iterations += 1
-        stats = {"critic_loss": critic_loss.item()}
+        stats = {"critic_loss": critic_loss}
         laps.lap("critic step")
         if self.iterations % self.cfg.policy_delay == 0:
-            with self.through_critic():
-                actor_loss = -self.critic.first(batch.obs, self.actor(batch.obs)).mean()
-                clear_grads(self.actor_opt)
-                actor_loss.backward()
+            clear_grads(self.actor_opt)
+            actor_loss = self._kernels.actor_loss(batch)
+            if actor_loss is None:
+                with self.through_critic():
+                    loss = -self.critic.first(batch.obs, self.actor(batch.obs)).mean()
+                    loss.backward()
+                actor_loss = loss.item()
             laps.lap("actor forward + backward")
             self.controllers["actor"].step()
             self._soft_critic()
             self._soft_actor()
             self.controllers["critic"].sync_targets()
             self.controllers["actor"].sync_targets()
-            stats["actor_loss"] = actor_loss.item()
+            stats["actor_loss"] = actor_loss
             laps.lap("actor step, soft updates")
         return stats

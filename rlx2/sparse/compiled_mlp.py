@@ -138,7 +138,7 @@ def kernel_heads(patterns: Sequence[NetworkPattern], x: torch.Tensor) -> tuple[t
         params = [t for pattern in patterns for pair in pattern.params for t in pair]
         outputs = _KernelMLP.apply(tuple(patterns), x2, *params)
     else:
-        outputs = tuple(out for out, _ in _forward(patterns, x2))
+        outputs = tuple(out for out, _ in network_forward(patterns, x2))
     if len(lead) == 1:
         return outputs
     return tuple(out.reshape(*lead, out.shape[-1]) for out in outputs)
@@ -147,7 +147,7 @@ def kernel_heads(patterns: Sequence[NetworkPattern], x: torch.Tensor) -> tuple[t
 _NONE = np.empty((0, 0), np.float32)
 
 
-def _forward(patterns, x: torch.Tensor) -> list[tuple[torch.Tensor, tuple]]:
+def network_forward(patterns, x: torch.Tensor) -> list[tuple[torch.Tensor, tuple]]:
     """Per network: its output ``[B, out]`` (a feature-major view) and what its backward needs."""
     x = x.detach()
     if x.dtype != torch.float32 or not x.is_contiguous():
@@ -181,7 +181,7 @@ class _KernelMLP(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, patterns, x, *params):
-        results = _forward(patterns, x)
+        results = network_forward(patterns, x)
         ctx.patterns, ctx.saved = patterns, [saved for _, saved in results]
         ctx.set_materialize_grads(False)
         return tuple(out for out, _ in results)
@@ -199,14 +199,14 @@ class _KernelMLP(torch.autograd.Function):
             if grad is None or not (any(wanted) or needs[1]):
                 grad_params.extend([None] * count)
                 continue
-            head_grads, kernel_grads, gx = _backward(pattern, saved, grad, wanted, needs[1])
+            head_grads, kernel_grads, gx = network_backward(pattern, saved, grad, wanted, needs[1])
             grad_params.extend(head_grads + kernel_grads)
             if gx is not None:
                 grad_x = gx if grad_x is None else grad_x + gx
         return (None, grad_x, *grad_params)
 
 
-def _backward(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor, wanted: tuple, need_x: bool):
+def network_backward(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor, wanted: tuple, need_x: bool):
     """One network's parameter gradients (``wanted`` ones) and, with ``need_x``, its input's."""
     x, x_in, hidden = saved
     batch = grad.shape[0]

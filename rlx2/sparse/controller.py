@@ -81,7 +81,7 @@ class MaskController:
         self.carried: list[torch.Tensor] | None = None
         self.optimizer_steps = 0
         self._by_weight = {id(layer.weight): layer for _, layer in self.layers}
-        self._arrays: dict[int, tuple] = {}  # per parameter: NumPy views of it and its Adam state (compiled step)
+        self._arrays: dict[int, tuple] = {}  # per parameter group: NumPy views for the compiled step (_group_arrays)
         self.refresh()  # also caches the float masks used on every step
         if self.schedule is not None and self.grow_scores is None:
             raise ValueError("a topology schedule needs a grow_scores rule")
@@ -98,10 +98,13 @@ class MaskController:
     @optimizer_steps.setter
     def optimizer_steps(self, value: int) -> None:
         self._optimizer_steps = value
-        # The backward before the next step must give dense gradients if that step is a topology update.
+        # The backward before the next step must give dense gradients if that step is a topology update
+        # (the layers are told when that changes: a module attribute costs microseconds to set).
         dense = self.schedule is not None and self.schedule.due(value + 1)
-        for _, layer in self.layers:
-            layer.needs_dense_grad = dense
+        if dense is not self.__dict__.get("_announced"):
+            for _, layer in self.layers:
+                layer.needs_dense_grad = dense
+            self._announced = dense
 
     @property
     def update_due(self) -> bool:
@@ -161,38 +164,45 @@ class MaskController:
         Inactive weights are never written, so they stay exactly zero without re-masking; their
         Adam moments decay as dense Adam's would (zero gradient) until they reach zero.
         """
-        for group in self.optimizer.param_groups:
-            params, grads, states, active, decaying = [], [], [], [], []
-            for param in group["params"]:
-                if param.grad is None:
-                    continue  # as torch.optim.Adam: no gradient, no step
-                arrays = self._param_arrays(param)
-                params.append(arrays[0])
-                states.append(arrays[1:4])
-                active.append(arrays[4])
-                decaying.append(arrays[5])
-                grads.append(param.grad.numpy().reshape(-1))  # gradients never require grad: no detach needed
+        for index, group in enumerate(self.optimizer.param_groups):
+            params = [param for param in group["params"] if param.grad is not None]  # as Adam: no gradient, no step
             if params:
-                kernels.adam(params, grads, states, active, decaying, group["lr"], group["betas"], group["eps"])
+                arrays = self._group_arrays(index, params)
+                grads = tuple(param.grad.numpy().reshape(-1) for param in params)  # never require grad: no detach
+                kernels.compiled().adam(arrays[0], grads, *arrays[1:], float(group["lr"]), float(group["betas"][0]),
+                                        float(group["betas"][1]), float(group["eps"]))
+
+    def _group_arrays(self, index: int, params: list[torch.Tensor]) -> tuple:
+        """``rlx2.sparse._numba.adam``'s arrays for ``params`` of group ``index``: NumPy views of the
+        parameters, moments and step counters, active and decaying positions.
+
+        Rebuilt when the optimiser's state was replaced or grew (a first step, a loaded state dict), the
+        parameters with gradients differ, or a mask changed (replaced by a topology update or edited in place).
+        """
+        state = self.optimizer.state
+        masks = [layer._buffers["mask"] for _, layer in self.layers]
+        key = (len(state), tuple(map(id, params)), tuple(map(id, masks)), tuple(mask._version for mask in masks))
+        cached = self._arrays.get(index)
+        if cached is not None and cached[0] is state and cached[1] == key:
+            return cached[3]
+        per_param = [self._param_arrays(param) for param in params]
+        arrays = (tuple(a[0] for a in per_param), tuple(a[2] for a in per_param), tuple(a[3] for a in per_param),
+                  tuple(a[1] for a in per_param), tuple(kernels.EMPTY if a[4] is None else a[4] for a in per_param),
+                  tuple(a[5] for a in per_param))
+        self._arrays[index] = (state, key, (params, masks), arrays)  # params, masks kept alive: their ids are keys
+        return arrays
 
     def _param_arrays(self, param: torch.Tensor) -> tuple:
-        """NumPy views of ``param``, its step, moments, active and decaying positions (rebuilt when stale)."""
+        """NumPy views of ``param``, its step, moments, active and decaying positions."""
         state = kernels.adam_state(self.optimizer, param)
         layer = self._by_weight.get(id(param))
         mask = None if layer is None else layer.mask
-        key = (param, state["step"], state["exp_avg"], state["exp_avg_sq"], mask,
-               None if mask is None else mask._version)
-        cached = self._arrays.get(id(param))
-        if cached is None or any(a is not b for a, b in zip(cached[0][:5], key[:5])) or cached[0][5] != key[5]:
-            active = decaying = None
-            if mask is not None:
-                active = layer.sparse_pattern().flat.numpy()
-                decaying = kernels.decaying_positions(mask, state)
-            arrays = (kernels.flat_view(param), state["step"].numpy(), kernels.flat_view(state["exp_avg"]),
-                      kernels.flat_view(state["exp_avg_sq"]), active,
-                      kernels.EMPTY if decaying is None else decaying)
-            cached = self._arrays[id(param)] = (key, arrays)
-        return cached[1]
+        active = decaying = None
+        if mask is not None:
+            active = layer.sparse_pattern().flat.numpy()
+            decaying = kernels.decaying_positions(mask, state)
+        return (kernels.flat_view(param), state["step"].numpy(), kernels.flat_view(state["exp_avg"]),
+                kernels.flat_view(state["exp_avg_sq"]), active, kernels.EMPTY if decaying is None else decaying)
 
     @torch.no_grad()
     def evolve(self) -> None:
