@@ -13,11 +13,14 @@ of medians from this one run: against stable-baselines3 with the same algorithm,
 sizes (256, 256), batch (256) and schedule (one gradient step per env step, policy delay
 2), and against our own dense agent. ``--baseline PYTHON`` also measures another checkout
 of this project (an interpreter whose ``rlx2`` is, say, today's engine) in the same run,
-configs ``--baseline-configs``, labelled ``--baseline-label``.
+configs ``--baseline-configs``, labelled ``--baseline-label``; both may be given more than
+once (one label per interpreter, in order), each baseline getting its own ratio column.
 
     python benchmarks/throughput.py                      # the default grid (about 40 min on 2 cores)
     python benchmarks/throughput.py --algos td3 --configs sb3 dense "rlx2 98/95" --repeats 5
     python benchmarks/throughput.py --baseline ../rlx2-03d10a0/.venv/bin/python --baseline-label 03d10a0
+    python benchmarks/throughput.py --baseline ../old/.venv/bin/python --baseline-label old \
+        --baseline ../older/.venv/bin/python --baseline-label older
     python benchmarks/throughput.py --kernels            # CSR vs dense kernels by density
     python benchmarks/throughput.py --scaling            # local executor, 1 vs 2 workers
 
@@ -42,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 #: The behaviour before the reference-fidelity defaults: every setting at its variant.
@@ -178,8 +182,8 @@ def measure(python: str, algo: str, env: str, config: str, warmup: int, learn: i
 def plan(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     """``(label, interpreter, config)`` of every measurement of one repeat, this checkout first."""
     runs = [("", sys.executable, config) for config in args.configs]
-    if args.baseline:
-        runs += [(args.baseline_label, args.baseline, config) for config in args.baseline_configs]
+    for label, python in zip(args.baseline_label, args.baseline):
+        runs += [(label, python, config) for config in args.baseline_configs]
     return runs
 
 
@@ -196,12 +200,12 @@ def throughput(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict], algos: list[str], configs: list[str], baseline: str | None = None) -> str:
-    """Medians per config, with ratios to stable-baselines3, to our dense agent and (``baseline``: a label)
-    of each config to the same config of the baseline checkout."""
-    vs_base = f" vs {baseline} |" if baseline else ""
+def table(rows: list[dict], algos: list[str], configs: list[str], baselines: Sequence[str] = ()) -> str:
+    """Medians per config, with ratios to stable-baselines3, to our dense agent and (``baselines``: labels)
+    of each config to the same config of each baseline checkout."""
+    vs_base = "".join(f" vs {label} |" for label in baselines)
     lines = ["| algo | config | steps/s median | min-max | vs SB3 | vs our dense |" + vs_base +
-             " actor call us | peak RSS MiB |", "|---|---|---:|---:|---:|---:|" + ("---:|" if baseline else "") +
+             " actor call us | peak RSS MiB |", "|---|---|---:|---:|---:|---:|" + "---:|" * len(baselines) +
              "---:|---:|"]
     for algo in algos:
         medians = {}
@@ -217,9 +221,9 @@ def table(rows: list[dict], algos: list[str], configs: list[str], baseline: str 
             vs_dense = f"{medians[config] / medians['dense']:.2f}x" if "dense" in medians else "-"
             act_text = f"{statistics.median(act):.0f}" if act else "-"
             base_text = ""
-            if baseline:
-                before = medians.get(f"{config} @{baseline}")
-                base_text = f" {medians[config] / before:.2f}x |" if before and "@" not in config else " - |"
+            for label in baselines:
+                before = medians.get(f"{config} @{label}")
+                base_text += f" {medians[config] / before:.2f}x |" if before and "@" not in config else " - |"
             lines.append(f"| {algo} | {config} | {medians[config]:.1f} | {min(values):.1f}-{max(values):.1f} | "
                          f"{vs_sb3} | {vs_dense} |{base_text} {act_text} | {rss:.0f} |")
     return "\n".join(lines)
@@ -327,11 +331,18 @@ def main() -> None:
     parser.add_argument("--json", help="also write every measurement to this file")
     parser.add_argument("--kernels", action="store_true", help="only compare CSR and dense kernels by density")
     parser.add_argument("--scaling", action="store_true", help="only measure the local executor, 1 vs 2 workers")
-    parser.add_argument("--baseline", help="also measure the rlx2 this Python interpreter imports (another checkout)")
-    parser.add_argument("--baseline-label", default="baseline", help="how the baseline's rows are labelled")
+    parser.add_argument("--baseline", action="append", default=[],
+                        help="also measure the rlx2 this Python interpreter imports (another checkout); repeatable")
+    parser.add_argument("--baseline-label", action="append", default=[],
+                        help="how each baseline's rows are labelled, in --baseline's order (default: baseline, "
+                             "baseline-2, ...)")
     parser.add_argument("--baseline-configs", nargs="+", choices=[c for c in CONFIGS if c != "sb3"],
                         default=["dense", "rlx2 90/85", "rlx2 98/95"])
     args = parser.parse_args()
+    if len(args.baseline_label) > len(args.baseline):
+        parser.error(f"--baseline-label given {len(args.baseline_label)} times for {len(args.baseline)} --baseline")
+    args.baseline_label += [f"baseline-{i + 1}" if i else "baseline" for i in range(len(args.baseline_label),
+                                                                                   len(args.baseline))]
     for name in ("warmup", "learn", "repeats"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
@@ -348,7 +359,7 @@ def main() -> None:
           f"{time.strftime('%Y-%m-%d')}")
     rows = throughput(args)
     configs = [f"{config} @{label}" if label else config for label, _, config in plan(args)]
-    print(table(rows, args.algos, configs, args.baseline_label if args.baseline else None))
+    print(table(rows, args.algos, configs, args.baseline_label))
     print(f"\nWhere an environment step goes (ms, median of {args.repeats}; the update's pieces as the agents mark "
           f"them, acting = the exploration action, the rest = environment step, replay sampling, buffer, loop):\n")
     print(breakdown(rows, args.algos, configs))
