@@ -22,6 +22,7 @@ once (one label per interpreter, in order), each baseline getting its own ratio 
     python benchmarks/throughput.py --baseline ../old/.venv/bin/python --baseline-label old \
         --baseline ../older/.venv/bin/python --baseline-label older
     python benchmarks/throughput.py --kernels            # CSR vs dense kernels by density
+    python benchmarks/throughput.py --floor              # the compiled kernels' own cost of one TD3 step
     python benchmarks/throughput.py --scaling            # local executor, 1 vs 2 workers
 
 Clock: by default every time is the child's CPU time (``--clock cpu``: the child replaces
@@ -279,6 +280,71 @@ def kernels() -> None:
         print(f"| {density:.2f} | " + " | ".join(f"{v:.0f}" for v in row) + " |")
 
 
+def floor(args: argparse.Namespace) -> None:
+    """The compiled kernels' own cost of one RLx2-TD3 environment step's update, without the Python around them.
+
+    On an agent with real masks (``--env``'s sizes, batch 256): the target actor and both
+    target critics forward, the critics forward and backward, their Adam step, and every
+    second step the actor's forward, Q1's forward and input gradient and the actor's
+    backward, each through ``rlx2.agents.kernel_update`` (the calls ``TD3.update`` makes),
+    best of 7 rounds of CPU time. Whatever an update costs beyond this sum is overhead.
+    """
+    import gymnasium as gym
+    import torch
+
+    from rlx2.agents import make_agent
+    from rlx2.agents.kernel_update import forward, input_grad, kernel_patterns, store_parameter_grads
+    from rlx2.config import RunConfig
+    from rlx2.methods import get_method
+
+    torch.set_num_threads(1)
+    env = gym.make(args.env)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+
+    def clock(fn, n=200):
+        best = float("inf")
+        for _ in range(7):
+            start = time.process_time()
+            for _ in range(n):
+                fn()
+            best = min(best, (time.process_time() - start) / n * 1e6)
+        return best
+
+    print("| sparsity (actor/critic) | critics forward (target + online) | target actor forward | critics backward "
+          "| critic Adam | actor step (every 2nd) | sum, ms per env step |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for actor_sparsity, critic_sparsity in ((0.9, 0.85), (0.98, 0.95)):
+        method = get_method("rlx2")()
+        cfg = method.resolve(RunConfig(algo="td3", env=args.env, actor_sparsity=actor_sparsity,
+                                       critic_sparsity=critic_sparsity))
+        agent = make_agent("td3", cfg=cfg, method=method, obs_dim=obs_dim, act_dim=act_dim,
+                           generator=torch.Generator().manual_seed(0))
+        generator = torch.Generator().manual_seed(1)
+        obs, pairs = torch.randn(256, obs_dim, generator=generator), torch.randn(256, obs_dim + act_dim,
+                                                                                 generator=generator)
+        grad_q, grad_act = torch.randn(256, 1, generator=generator), torch.randn(256, act_dim, generator=generator)
+        with torch.no_grad():
+            critics = kernel_patterns([agent.critic.q1, agent.critic.q2], backward=True)
+            actor = kernel_patterns([agent.actor.net], backward=True)
+            if critics is None or actor is None:
+                raise SystemExit("--floor needs the compiled kernels (numba; RLX2_KERNELS unset)")
+            _, critic_saved = forward(critics, pairs)
+            _, (actor_saved,) = forward(actor, obs)
+            _, (q1_saved,) = forward(critics[:1], pairs)
+            pieces = [
+                2 * clock(lambda: forward(critics, pairs)),
+                clock(lambda: forward(actor, obs)),
+                clock(lambda: [store_parameter_grads(p, s, grad_q) for p, s in zip(critics, critic_saved)]),
+            ]
+            controller = agent.controllers["critic"]
+            pieces.append(clock(controller._compiled_step))
+            pieces.append(0.5 * (clock(lambda: forward(actor, obs)) + clock(lambda: forward(critics[:1], pairs))
+                                 + clock(lambda: input_grad(critics[0], q1_saved, grad_q))
+                                 + clock(lambda: store_parameter_grads(actor[0], actor_saved, grad_act))))
+        print(f"| {actor_sparsity:.0%}/{critic_sparsity:.0%} | " + " | ".join(f"{v:.0f} us" for v in pieces)
+              + f" | {sum(pieces) / 1000:.2f} |")
+
+
 def scaling(args: argparse.Namespace) -> None:
     """Total env steps/s of the local executor with 1 and with 2 workers on the same 4 runs."""
     suite = f"""
@@ -331,6 +397,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write every measurement to this file")
     parser.add_argument("--kernels", action="store_true", help="only compare CSR and dense kernels by density")
     parser.add_argument("--scaling", action="store_true", help="only measure the local executor, 1 vs 2 workers")
+    parser.add_argument("--floor", action="store_true",
+                        help="only time the compiled kernels of one RLx2-TD3 step, without the Python around them")
     parser.add_argument("--baseline", action="append", default=[],
                         help="also measure the rlx2 this Python interpreter imports (another checkout); repeatable")
     parser.add_argument("--baseline-label", action="append", default=[],
@@ -351,6 +419,9 @@ def main() -> None:
         return
     if args.scaling:
         scaling(args)
+        return
+    if args.floor:
+        floor(args)
         return
     import torch
 
