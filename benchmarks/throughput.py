@@ -244,6 +244,19 @@ def breakdown(rows: list[dict], algos: list[str], configs: list[str]) -> str:
     return "\n".join(lines)
 
 
+def best_microseconds(fn, n: int = 200, rounds: int = 7, warm: int = 0, timer=time.process_time) -> float:
+    """The fastest of ``rounds`` rounds of ``n`` calls of ``fn`` (after ``warm`` calls), microseconds per call."""
+    for _ in range(warm):
+        fn()
+    best = float("inf")
+    for _ in range(rounds):
+        start = timer()
+        for _ in range(n):
+            fn()
+        best = min(best, (timer() - start) / n * 1e6)
+    return best
+
+
 def kernels() -> None:
     """Forward, input-gradient and weight-gradient times of a 256x256 layer, batch 256, by density."""
     import torch
@@ -252,16 +265,8 @@ def kernels() -> None:
 
     torch.set_num_threads(1)
 
-    def clock(fn, n=200):
-        for _ in range(20):
-            fn()
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            best = min(best, (time.perf_counter() - start) / n * 1e6)
-        return best
+    def clock(fn):
+        return best_microseconds(fn, rounds=3, warm=20, timer=time.perf_counter)
 
     generator = torch.Generator().manual_seed(0)
     x, g = torch.randn(256, 256, generator=generator).t(), torch.randn(256, 256, generator=generator).t()
@@ -301,15 +306,7 @@ def floor(args: argparse.Namespace) -> None:
     env = gym.make(args.env)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
 
-    def clock(fn, n=200):
-        best = float("inf")
-        for _ in range(7):
-            start = time.process_time()
-            for _ in range(n):
-                fn()
-            best = min(best, (time.process_time() - start) / n * 1e6)
-        return best
-
+    clock = best_microseconds
     print("| sparsity (actor/critic) | critics forward (target + online) | target actor forward | critics backward "
           "| critic Adam | actor step (every 2nd) | sum, ms per env step |")
     print("|---|---:|---:|---:|---:|---:|---:|")

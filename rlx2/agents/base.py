@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from rlx2.agents.networks import frozen
 from rlx2.replay import NStepBatch
 from rlx2.sparse.controller import MaskController
 
 if TYPE_CHECKING:
+    from rlx2.agents.kernel_update import KernelUpdate
     from rlx2.config import RunConfig
 
 
@@ -75,6 +77,8 @@ class Agent:
     critic: nn.Module
     critic_opt: torch.optim.Optimizer
     controllers: dict[str, MaskController]
+    #: The losses without autograd where the compiled kernels take them (``rlx2.agents.kernel_update``).
+    _kernels: KernelUpdate
     #: Timing marks between the pieces of ``update`` (a no-op unless a benchmark installs ``Laps``).
     laps: Laps = NO_LAPS
 
@@ -134,6 +138,31 @@ class Agent:
 
     def update(self, batch: NStepBatch) -> dict[str, float]:
         raise NotImplementedError
+
+    def critic_step(self, batch: NStepBatch) -> float:
+        """The critic's half of an update, TD3's and SAC's alike: the TD target, both Q heads' mean
+        squared error against it, the backward, the controller's optimiser step; the loss.
+
+        The loss and its gradients run without autograd where the compiled kernels take the
+        critic (``self._kernels``, ``rlx2.agents.kernel_update``, bit-identical), else through autograd.
+        """
+        laps = self.laps
+        laps.start()
+        target = self.td_target(batch)
+        laps.lap("target")
+        clear_grads(self.critic_opt)
+        critic_loss = self._kernels.critic_loss(batch, target)
+        if critic_loss is None:
+            q1, q2 = self.critic(batch.obs, batch.act)
+            loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+            laps.lap("critic forward + loss")
+            loss.backward()
+            critic_loss = loss.item()
+        laps.lap("critic backward")
+        self.controllers["critic"].step()
+        self.iterations += 1
+        laps.lap("critic step")
+        return critic_loss
 
     @contextmanager
     def through_critic(self) -> Iterator[None]:

@@ -22,7 +22,6 @@ import copy
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 import rlx2.sparse.kernels as kernels
 from rlx2.agents.base import Agent, clear_grads
@@ -154,22 +153,7 @@ class SAC(Agent):
         Each loss's forward and backward runs without autograd where the compiled kernels take
         it (``rlx2.agents.kernel_update``, bit-identical), else through autograd.
         """
-        laps = self.laps
-        laps.start()
-        target = self.td_target(batch)
-        laps.lap("target")
-        clear_grads(self.critic_opt)
-        critic_loss = self._kernels.critic_loss(batch, target)
-        if critic_loss is None:
-            q1, q2 = self.critic(batch.obs, batch.act)
-            loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-            laps.lap("critic forward + loss")
-            loss.backward()
-            critic_loss = loss.item()
-        laps.lap("critic backward")
-        self.controllers["critic"].step()
-        self.iterations += 1
-        laps.lap("critic step")
+        critic_loss = self.critic_step(batch)
 
         clear_grads(self.actor_opt)
         result = self._kernels.actor_loss(batch)
@@ -181,7 +165,7 @@ class SAC(Agent):
                 loss.backward()
             result = loss.item(), logp.detach()
         actor_loss, logp = result
-        laps.lap("actor forward + backward")
+        self.laps.lap("actor forward + backward")
         self.controllers["actor"].step()
 
         self.temperature_step(logp)
@@ -189,5 +173,5 @@ class SAC(Agent):
         self._soft_critic()
         self.controllers["critic"].sync_targets()
         stats = {"critic_loss": critic_loss, "actor_loss": actor_loss, "alpha": float(self.alpha)}
-        laps.lap("actor step, soft updates")  # SAC: with the temperature's step
+        self.laps.lap("actor step, soft updates")  # SAC: with the temperature's step
         return stats

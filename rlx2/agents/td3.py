@@ -12,7 +12,6 @@ import copy
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from rlx2.agents.base import Agent, clear_grads
 from rlx2.agents.kernel_update import TD3KernelUpdate
@@ -94,23 +93,7 @@ class TD3(Agent):
         Each loss's forward and backward runs without autograd where the compiled kernels take
         it (``rlx2.agents.kernel_update``, bit-identical), else through autograd.
         """
-        laps = self.laps
-        laps.start()
-        target = self.td_target(batch)
-        laps.lap("target")
-        clear_grads(self.critic_opt)
-        critic_loss = self._kernels.critic_loss(batch, target)
-        if critic_loss is None:
-            q1, q2 = self.critic(batch.obs, batch.act)
-            loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-            laps.lap("critic forward + loss")
-            loss.backward()
-            critic_loss = loss.item()
-        laps.lap("critic backward")
-        self.controllers["critic"].step()
-        self.iterations += 1
-        stats = {"critic_loss": critic_loss}
-        laps.lap("critic step")
+        stats = {"critic_loss": self.critic_step(batch)}
         if self.iterations % self.cfg.policy_delay == 0:
             clear_grads(self.actor_opt)
             actor_loss = self._kernels.actor_loss(batch)
@@ -119,12 +102,12 @@ class TD3(Agent):
                     loss = -self.critic.first(batch.obs, self.actor(batch.obs)).mean()
                     loss.backward()
                 actor_loss = loss.item()
-            laps.lap("actor forward + backward")
+            self.laps.lap("actor forward + backward")
             self.controllers["actor"].step()
             self._soft_critic()
             self._soft_actor()
             self.controllers["critic"].sync_targets()
             self.controllers["actor"].sync_targets()
             stats["actor_loss"] = actor_loss
-            laps.lap("actor step, soft updates")
+            self.laps.lap("actor step, soft updates")
         return stats
