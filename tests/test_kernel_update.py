@@ -46,6 +46,7 @@ def sparse_agent(algo: str, critic_grow_gradient: str, hidden: tuple[int, int], 
 
 @pytest.mark.parametrize(("algo", "critic_grow_gradient", "hidden"),
                          [("td3", "reference", (64, 64)), ("td3", "critic-loss", (64, 64)), ("sac", "reference", (64, 64)),
+                          ("sac", "critic-loss", (64, 64)),
                           ("td3", "reference", (256, 256)), ("sac", "reference", (256, 256))])
 def test_kernel_update_is_bit_identical_to_autograd_through_topology_updates(algo, critic_grow_gradient, hidden):
     """Losses, weights, masks, Adam moments (and SAC's temperature) agree exactly over 200 updates with

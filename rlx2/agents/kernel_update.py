@@ -99,12 +99,12 @@ class KernelUpdate:
         return loss.item()
 
     def actor_patterns(self, critic_heads: list) -> tuple[list[NetworkPattern], list[NetworkPattern]] | None:
-        """The actor's and the critic heads' compiled views for an actor loss, or None where autograd must run."""
+        """The actor's and the critic heads' compiled views for an actor loss, or None where autograd must run:
+        also when the critic's next step is a topology update, where the autograd path runs the critic on
+        PyTorch (and, under ``critic_grow_gradient="reference"``, carries its gradient into that update)."""
         agent = self.agent
-        if agent.cfg.critic_grow_gradient == "reference" and agent.controllers["critic"].update_due:
-            return None  # the critic's gradient from this loss is carried into its topology update
         actor = kernel_patterns([agent.actor.net], backward=True)
-        critic = kernel_patterns(critic_heads, backward=False)
+        critic = kernel_patterns(critic_heads, backward=True)
         return None if actor is None or critic is None else (actor, critic)
 
 
