@@ -7,10 +7,12 @@ compiled kernels (``rlx2.sparse.compiled_mlp``), this module runs the same compu
 direct calls: forward kernels, the loss gradients by the same formulas autograd applies
 (``mse_loss_backward``, ``tanh_backward``, a mean's ``1/B``, ``minimum``'s split of ties,
 SAC's squashed Gaussian backward), backward kernels, and the gradients stored in each
-parameter's ``.grad`` for the controller's (unchanged) optimiser step. Results are bit-identical to the autograd path
-(``tests/test_kernel_update.py``), which still runs every step it does not cover: a
-network off the kernels, a backward that must give dense weight gradients (the step
-before a topology update), and the reference's carried grow gradient.
+parameter's ``.grad`` for the controller's (unchanged) optimiser step. Results are
+bit-identical to the autograd path (``tests/test_kernel_update.py``), which still runs
+every step this does not take: a network off the kernels, a backward that must give dense
+weight gradients (the step before a topology update), and an actor loss whose critic's
+next step is a topology update (there the autograd path runs the critic on PyTorch and,
+under the reference setting, carries its gradient into that update).
 """
 
 from __future__ import annotations
