@@ -513,9 +513,10 @@ def _suite_list() -> int:
 
 def _suite_status(suite, results: Path) -> int:
     from rlx2.config import run_id
-    from rlx2.executors import STATES, run_state
+    from rlx2.executors import STATES, run_state, steps_logged
     from rlx2.records import RunDirectory
     from rlx2.results import config_problem, other_settings, read_evaluations
+    from rlx2.run_costs import measured_hours, remaining
 
     states = []
     for cfg in suite.runs:
@@ -530,6 +531,12 @@ def _suite_status(suite, results: Path) -> int:
         print(f"{name:<{width}}  {state:<8} {detail}")
     counts = {s: sum(1 for _, state, _ in states if state == s) for s in ("mismatch", *STATES)}
     print(", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "mismatch") + f" of {len(states)} ({results})")
+    # what `suite run` would still run: failed runs only with --retry-failed, mismatched ones never
+    unfinished = [(cfg, steps_logged(RunDirectory(results / name)) if state in ("running", "partial") else 0)
+                  for cfg, (name, state, _) in zip(suite.runs, states) if state in ("running", "partial", "pending",
+                                                                                     "corrupt")]
+    hours = measured_hours(suite.runs, results)
+    print(remaining(unfinished, hours).text(hours))
     return 0
 
 
@@ -539,13 +546,15 @@ def _suite_plan(suite, results: Path, spread: float | None, seed: int) -> int:
 
     from rlx2.report import PLAN_NOTE, markdown, plan_table
     from rlx2.results import collect, final_scores
+    from rlx2.run_costs import measured_hours
 
     if spread is not None and not (math.isfinite(spread) and 0 < spread <= 100):
         raise ConfigError("spread", spread, "must be a fraction of dense's mean in (0, 100]")
     _check_settings(list(suite.runs), results)
     table = collect(list(suite.runs), results, suite.name, suite.profile).table
     finals = final_scores(table) if not table.empty else pd.DataFrame()
-    plan = plan_table(finals, list(suite.runs), suite.primary, spread, seed, added=suite.added)
+    plan = plan_table(finals, list(suite.runs), suite.primary, spread, seed, added=suite.added,
+                      hours=measured_hours(suite.runs, results))
     print(f"suite {suite.name}, profile {suite.profile}" + (
         f"; primary comparison: {suite.primary[0]} beats {suite.primary[1]}" if suite.primary else ""))
     print()

@@ -45,10 +45,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlx2.comparisons import Pair, Tested, decide, declared_enough, judge_pairs, paper_pairs, plan_pairs
+from rlx2.comparisons import Pair, Planned, Tested, decide, declared_enough, judge_pairs, paper_pairs, plan_pairs
 from rlx2.config import PAPER_STEPS, RunConfig, run_id
 from rlx2.paper import PAPER_METHODS, ordered, paper_row
+from rlx2.power import CANDIDATE_SEEDS
 from rlx2.results import Collected, collect, final_scores, random_policy_return, save_table
+from rlx2.run_costs import Hours, hours_to_reach, measured_hours
 from rlx2.scores import (DenseReference, Normalised, ReportSettings, cells, dense_references, fmt, interval_cell,
                          mean_interval, normalised_scores, percent_of_dense, score_matrix, scores_of, task_scores)
 from rlx2.stats import AGGREGATES, ALPHA, MIN_SEEDS, aggregate_metrics, improvement, normalised_aggregates, rank_test_p
@@ -289,9 +291,11 @@ def separation(finals: pd.DataFrame, runs: list[RunConfig], settings: ReportSett
 
 
 def plan_table(finals: pd.DataFrame, runs: list[RunConfig], primary: tuple[str, str] | None,
-               assumed_spread: float | None = None, seed: int = 0, added: tuple[str, ...] = ()) -> pd.DataFrame:
+               assumed_spread: float | None = None, seed: int = 0, added: tuple[str, ...] = (),
+               hours: Hours | None = None) -> pd.DataFrame:
     """Per task: the separation check (dense > static) and every pair of the paper's methods, with seeds now, seeds
-    needed for 80 % power under the rule, and whether the profile's declared seeds suffice (``plan_pairs``)."""
+    needed for 80 % power under the rule, whether the profile's declared seeds suffice (``plan_pairs``) and, with
+    ``hours`` (``rlx2.run_costs.measured_hours``), the core-hours of the runs that bring both sides there."""
     rows = []
     tasks = sorted({(c.algo, c.env) for c in runs})
     for algo, task in tasks:
@@ -316,8 +320,22 @@ def plan_table(finals: pd.DataFrame, runs: list[RunConfig], primary: tuple[str, 
                          "Seeds now": f"{plan.n_first} vs {plan.n_second}",
                          "Level (one-sided)": f"{plan.alpha:.4g}",
                          "Seeds needed (80 % power)": plan.needed_text(),
-                         "Resolvable at this budget": plan.budget_text()})
+                         "Resolvable at this budget": plan.budget_text(),
+                         **({} if hours is None else {"Core-hours to get there": cost_text(plan, hours, algo, task)})})
     return pd.DataFrame(rows)
+
+
+def cost_text(plan: Planned, hours: Hours, algo: str, task: str) -> str:
+    """The measured core-hours of the runs a pair still needs to reach its seeds needed (``rlx2.run_costs``)."""
+    if plan.why:
+        return "-"
+    seeds = CANDIDATE_SEEDS[-1] if plan.needed is None else plan.needed
+    sides = [(plan.pair.first, plan.n_first), (plan.pair.second, plan.n_second)]
+    cost = hours_to_reach(hours, algo, task, sides, seeds)
+    if cost is None:
+        unpriced = [m for m, n in sides if n < seeds and (algo, task, m) not in hours]
+        return f"unknown (no finished {' or '.join(unpriced)} run yet)"
+    return f"{cost:.1f}" if plan.needed is not None else f"more than {cost:.0f}"
 
 
 PLAN_NOTE = (f"Seeds per method that each of the paper's comparisons needs to be resolved with 80 % power by the "
@@ -325,7 +343,9 @@ PLAN_NOTE = (f"Seeds per method that each of the paper's comparisons needs to be
              f"comparison at {ALPHA}, every other pair at {ALPHA} over twice the task's family size, Bonferroni's "
              "bound on Holm; the separation check dense > static at its own level, Holm across tasks), if the true gap is the paper's (its % of dense, times dense's mean here) and final scores "
              "spread as measured here (each method's SD over its seeds; a method with one seed takes the task's pooled "
-             "SD). A seeded simulation with normal scores (`rlx2.power`): an order of magnitude, not a promise.\n")
+             "SD). A seeded simulation with normal scores (`rlx2.power`): an order of magnitude, not a promise. "
+             "Core-hours to get there: the runs both sides still need to reach the seeds needed, each at the median "
+             "run time (`wall_seconds`, one core) of that method's finished runs on the task (`rlx2.run_costs`).\n")
 
 
 def sb3_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
@@ -541,7 +561,8 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
     figure_list: list[tuple[str, str]] = []
     extra: dict = {}
     say("the plan: seeds each comparison needs (power simulation)")
-    plan = plan_table(finals, runs, primary, seed=settings.seed, added=added)
+    plan = plan_table(finals, runs, primary, seed=settings.seed, added=added,
+                      hours=measured_hours(runs, results, paths))
     say("the separation check")
     can_say = []
     if not finals.empty:

@@ -98,6 +98,8 @@ def test_the_report_regenerates_from_committed_records_alone(tmp_path):
     plan = pd.read_csv(tmp_path / "report" / "table_plan.csv")
     assert plan.Comparison[0] == "dense (100.0) > static (67.7) (separation check)"
     assert plan.Comparison[1] == "rlx2 (97.0) > rigl (90.6) (primary)"
+    # 14 seeds needed, 5 a side: 9 more rlx2 and 9 more rigl runs at 1 h each (the median; seed 0 took 3 h)
+    assert plan["Core-hours to get there"].tolist() == [0.0, 18.0, 0.0, 0.0]
     sb3 = pd.read_csv(tmp_path / "report" / "table_sb3.csv")
     assert sb3["Final scores by seed"].tolist() == ["1000.0, 1100.0, 900.0, 1050.0, 950.0", "950.0, 1050.0, 1000.0"]
     assert sb3.Verdict[0] == "too few seeds (n = 5 vs 3)"
