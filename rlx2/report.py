@@ -6,7 +6,10 @@ same results give byte-identical tables. Written:
 * ``runs.csv`` (+ ``runs.parquet`` with pyarrow): the tidy table of every finished run;
 * ``table_plan.{md,csv}``: per task and pair of the paper's methods, the seeds now and the
   seeds per method the verdict rule needs at the paper's gap and the spread measured here
-  (``rlx2.comparisons``), and whether the profile declares enough; first in the index;
+  (``rlx2.comparisons``), whether the profile declares enough, and the core-hours to get
+  there (``rlx2.run_costs``); first in the index;
+* ``table_seeds.{md,csv}``: every finished run's final score by method and seed, each
+  method's mean, SD and measured hours per run;
 * ``table_references.{md,csv}``: per task, the random policy's return and dense's mean with
   its interval, and whether dense clearly beats both the random policy and zero. Only then
   are "% of dense" and normalised scores findings; elsewhere they are left out, saying why;
@@ -376,6 +379,30 @@ def sb3_table(finals: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def seeds_table(finals: pd.DataFrame, hours: Hours) -> pd.DataFrame:
+    """Every finished run's final score, by method and seed, with each method's mean, SD and measured hours per run:
+    the numbers a reader checks a rerun against, and what a budget is planned from."""
+    rows = []
+    for algo, task in cells(finals):
+        cell = finals[(finals.algo == algo) & (finals.task == task)]
+        for method in ordered(cell.method.unique()):
+            runs = cell[cell.method == method].sort_values("seed")
+            scores = runs.score.to_numpy(dtype=float)
+            per_run = hours.get((algo, task, method))
+            rows.append({"Algo": algo.upper(), "Task": task, "Method": method, "Seeds": len(scores),
+                         "Final score by seed": ", ".join(f"{seed}: {fmt(score)}"
+                                                          for seed, score in zip(runs.seed, scores)),
+                         "Mean": fmt(float(np.mean(scores))),
+                         "SD": fmt(float(np.std(scores, ddof=1))) if len(scores) > 1 else "-",
+                         "Hours per run (median)": "-" if per_run is None else f"{per_run:.2f}"})
+    return pd.DataFrame(rows)
+
+
+SEEDS_NOTE = ("Final score of every finished run (the mean of its last evaluations, as everywhere in this report), by "
+              "seed; SD over seeds; hours per run: the median `wall_seconds` of the method's finished runs on the task "
+              "(one core; summed over a run's attempts), as the plan prices seeds with.\n")
+
+
 def own_step_axes(runs: list[RunConfig]) -> dict[str, str]:
     """The profile's methods whose evaluations lie on a step axis of their own, and why (``Method.own_step_axis``)."""
     from rlx2.methods import get_method
@@ -561,8 +588,8 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
     figure_list: list[tuple[str, str]] = []
     extra: dict = {}
     say("the plan: seeds each comparison needs (power simulation)")
-    plan = plan_table(finals, runs, primary, seed=settings.seed, added=added,
-                      hours=measured_hours(runs, results, paths))
+    hours = measured_hours(runs, results, paths)
+    plan = plan_table(finals, runs, primary, seed=settings.seed, added=added, hours=hours)
     say("the separation check")
     can_say = []
     if not finals.empty:
@@ -592,6 +619,9 @@ def write_report(suite_name: str, profile: str, runs: list[RunConfig], results: 
         references = references_table(refs)
         write_table(references, out, "table_references", "reference returns", tex=False)
         sections.append(("Reference returns", INTERVAL_NOTE + "\n" + markdown(references)))
+        by_seed = seeds_table(finals, hours)
+        write_table(by_seed, out, "table_seeds", "final score of every run", tex=False)
+        sections.append(("Every finished run", SEEDS_NOTE + "\n" + markdown(by_seed)))
         pct, averages = percent_of_dense(finals, refs, settings)
         if "dense" not in set(finals.method):
             sections.append(("% of dense", "No dense run has finished: % of dense and normalised scores need it, "

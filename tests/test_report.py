@@ -100,6 +100,11 @@ def test_the_report_regenerates_from_committed_records_alone(tmp_path):
     assert plan.Comparison[1] == "rlx2 (97.0) > rigl (90.6) (primary)"
     # 14 seeds needed, 5 a side: 9 more rlx2 and 9 more rigl runs at 1 h each (the median; seed 0 took 3 h)
     assert plan["Core-hours to get there"].tolist() == [0.0, 18.0, 0.0, 0.0]
+    by_seed = pd.read_csv(tmp_path / "report" / "table_seeds.csv").set_index("Method")
+    assert by_seed.loc["static", "Final score by seed"] == "0: 600.0, 1: 700.0, 2: 500.0, 3: 650.0, 4: 550.0"
+    # SD of 600, 700, 500, 650, 550: sqrt((0 + 100^2 + 100^2 + 50^2 + 50^2) / 4) = 79.06; sb3 has 3 seeds
+    assert by_seed.loc["static", "SD"] == 79.1 and by_seed.loc["sb3", "Seeds"] == 3
+    assert by_seed["Hours per run (median)"].tolist() == [2.0, 1.5, 1.0, 1.0, 1.0]
     sb3 = pd.read_csv(tmp_path / "report" / "table_sb3.csv")
     assert sb3["Final scores by seed"].tolist() == ["1000.0, 1100.0, 900.0, 1050.0, 950.0", "950.0, 1050.0, 1000.0"]
     assert sb3.Verdict[0] == "too few seeds (n = 5 vs 3)"
