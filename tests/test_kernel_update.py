@@ -19,8 +19,8 @@ class Counting:
 
     def __init__(self, inner, enabled: bool) -> None:
         self.inner, self.enabled = inner, enabled
-        self.taken = {"critic": 0, "actor": 0}
-        self.declined = {"critic": 0, "actor": 0}
+        self.taken = {"critic": 0, "actor": 0, "target": 0}
+        self.declined = {"critic": 0, "actor": 0, "target": 0}
 
     def _count(self, role, value):
         self.taken[role] += value is not None
@@ -32,6 +32,9 @@ class Counting:
 
     def actor_loss(self, batch):
         return self._count("actor", self.inner.actor_loss(batch) if self.enabled else None)
+
+    def target(self, batch):  # TD3's
+        return self._count("target", self.inner.target(batch) if self.enabled else None)
 
 
 def sparse_agent(algo: str, critic_grow_gradient: str, hidden: tuple[int, int], enabled: bool):
@@ -78,6 +81,8 @@ def test_kernel_update_is_bit_identical_to_autograd_through_topology_updates(alg
     actor_steps = 100 if algo == "td3" else 200  # TD3's actor steps every second iteration
     assert counts.taken["critic"] >= 190 and counts.taken["actor"] >= actor_steps - 10
     assert counts.declined["critic"] >= 4 and counts.declined["actor"] >= 2  # the steps before topology updates
+    if algo == "td3":  # the target networks never need dense gradients: every target on the kernels
+        assert counts.taken["target"] == 200 and counts.declined["target"] == 0
 
 
 def test_kernel_update_declines_networks_off_the_kernels():
@@ -89,5 +94,5 @@ def test_kernel_update_declines_networks_off_the_kernels():
     buffer = filled_buffer(11, 3)
     for _ in range(4):
         agent.update(buffer.sample(32, 3, 0.99))
-    assert agent._kernels.taken == {"critic": 0, "actor": 0}
-    assert agent._kernels.declined == {"critic": 4, "actor": 2}
+    assert agent._kernels.taken == {"critic": 0, "actor": 0, "target": 0}
+    assert agent._kernels.declined == {"critic": 4, "actor": 2, "target": 4}

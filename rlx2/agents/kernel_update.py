@@ -7,7 +7,11 @@ compiled kernels (``rlx2.sparse.compiled_mlp``), this module runs the same compu
 direct calls: forward kernels, the loss gradients by the same formulas autograd applies
 (``mse_loss_backward``, ``tanh_backward``, a mean's ``1/B``, ``minimum``'s split of ties,
 SAC's squashed Gaussian backward), backward kernels, and the gradients stored in each
-parameter's ``.grad`` for the controller's (unchanged) optimiser step. Results are
+parameter's ``.grad`` for the controller's (unchanged) optimiser step. TD3's target runs
+here too. Inputs, activations and outputs go into arrays kept from step to step
+(``Workspace``), and element-wise steps that are one IEEE operation each (add, subtract,
+multiply, clamp, minimum) run in NumPy, which rounds them as PyTorch does; anything else
+(``tanh``, its backward, the losses' means) stays a PyTorch operation. Results are
 bit-identical to the autograd path (``tests/test_kernel_update.py``), which still runs
 every step this does not take: a network off the kernels, a backward that must give dense
 weight gradients (the step before a topology update), and an actor loss whose critic's
@@ -19,10 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from rlx2.agents.gaussian_kernel import sample, sample_backward
-from rlx2.sparse.compiled_mlp import NetworkPattern, network_backward, network_forward
+from rlx2.sparse.compiled_mlp import NetworkPattern, backward_arrays, forward_arrays, network_backward, network_forward
 from rlx2.sparse.layers import MaskedMLP
 
 _MEAN = 1  # torch's reduction enum: 'mean'
@@ -49,9 +54,14 @@ def forward(patterns: Sequence[NetworkPattern], x: torch.Tensor) -> tuple[list[t
 
 
 def store_parameter_grads(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor) -> None:
-    """Backward of one network from ``grad`` (of its output) into every parameter's ``.grad``."""
-    wanted = (True,) * (2 * len(pattern.layers))
-    head, kernel, _ = network_backward(pattern, saved, grad, wanted, False)
+    """Backward of one network from ``grad`` (``[B, out]``, of its output) into every parameter's ``.grad``."""
+    g = grad.detach().reshape(grad.shape[0], pattern.out_features).numpy().T
+    store_grads(pattern, saved, np.ascontiguousarray(g))
+
+
+def store_grads(pattern: NetworkPattern, saved: tuple, g: np.ndarray) -> None:
+    """Backward of one network from ``g`` (``[out, B]``, contiguous) into every parameter's ``.grad``."""
+    head, kernel, _ = backward_arrays(pattern, saved, g, (True,) * (2 * len(pattern.layers)), False)
     for (weight, bias), weight_grad, bias_grad in zip(pattern.params, (head + kernel)[0::2], (head + kernel)[1::2]):
         weight.grad, bias.grad = weight_grad, bias_grad
 
@@ -62,14 +72,48 @@ def input_grad(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor) -> tor
     return grad_x
 
 
-def mse_grad(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The gradient of ``mse_loss(prediction, target)`` (mean) with respect to ``prediction``."""
-    return torch.ops.aten.mse_loss_backward(_ONE, prediction, target, _MEAN)
-
-
 def mean_grad(values: torch.Tensor, scale: torch.Tensor = _ONE) -> torch.Tensor:
     """The gradient of ``scale * values.mean()`` with respect to ``values``, as the mean's backward computes it."""
     return scale.div(values.numel()).expand_as(values)
+
+
+class Workspace:
+    """Float32 arrays an update writes its intermediate values into, kept from step to step by name.
+
+    Why: allocating them and wrapping them as tensors, call by call, cost about as much as the
+    arithmetic of a 95 %-sparse layer. Only values used within one loss live here (inputs,
+    activations, outputs); whatever outlives the call (gradients, targets) is a new array.
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        held = self._arrays.get(name)
+        if held is None or held.shape != shape:
+            held = self._arrays[name] = np.empty(shape, np.float32)
+        return held
+
+    def network(self, name: str, pattern: NetworkPattern, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(x_in, hidden, out)`` for ``forward_arrays`` on ``pattern``."""
+        return (self.array(f"{name}.x_in", (pattern.kernel_in, batch)),
+                self.array(f"{name}.hidden", (pattern.hidden, batch)),
+                self.array(f"{name}.out", (pattern.out_features, batch)))
+
+    def joined(self, name: str, first: np.ndarray, second: np.ndarray | int) -> np.ndarray:
+        """``[first, second]`` side by side (``torch.cat(..., dim=-1)`` of two ``[B, n]`` arrays); an ``int``
+        ``second`` leaves that many columns for the caller to fill."""
+        batch, split = first.shape
+        joined = self.array(name, (batch, split + (second if isinstance(second, int) else second.shape[1])))
+        joined[:, :split] = first
+        if not isinstance(second, int):
+            joined[:, split:] = second
+        return joined
+
+
+def run_network(workspace: Workspace, name: str, pattern: NetworkPattern, x: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """``forward_arrays`` of ``pattern`` on ``x`` (``[B, in]``) into the workspace's arrays named ``name``."""
+    return forward_arrays(pattern, torch.from_numpy(x), x, workspace.network(name, pattern, x.shape[0]))
 
 
 def minimum_grads(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,22 +127,33 @@ class KernelUpdate:
 
     def __init__(self, agent) -> None:
         self.agent = agent
+        self.workspace = Workspace()
 
     @torch.no_grad()  # the kernels' inputs are plain arrays (a dense first layer runs on MKL)
     def critic_loss(self, batch, target: torch.Tensor) -> float | None:
-        """Critic forward, loss and gradients (into ``.grad``), or None where the autograd path must run."""
+        """Critic forward, loss and gradients (into ``.grad``), or None where the autograd path must run.
+
+        The loss's gradient with respect to each Q is ``mse_loss_backward``'s ``(2 / B) (q - y)``
+        (times the output gradient 1), in the same order of operations, so NumPy rounds it alike.
+        """
         agent = self.agent
         critic = agent.critic
         patterns = kernel_patterns([critic.q1, critic.q2], backward=True)
         if patterns is None:
             return None
-        (q1, q2), saved = forward(patterns, torch.cat([batch.obs, batch.act], dim=-1))
-        q1, q2 = q1.squeeze(-1), q2.squeeze(-1)
-        loss = torch.nn.functional.mse_loss(q1, target) + torch.nn.functional.mse_loss(q2, target)
+        pairs = self.workspace.joined("critic.x", batch.obs.numpy(), batch.act.numpy())
+        target_array = target.numpy()
+        norm = np.float32(2.0 / target_array.shape[0])
+        loss, states = np.float32(0.0), []
+        for name, pattern in zip(("critic.q1", "critic.q2"), patterns):
+            out, saved = run_network(self.workspace, name, pattern, pairs)
+            # F.mse_loss's kernel without its Python wrapper; the two losses summed in float32, as a tensor sum does
+            loss += np.float32(torch._C._nn.mse_loss(torch.from_numpy(out[0]), target, _MEAN).item())
+            states.append((pattern, saved, (out - target_array) * norm))
         agent.laps.lap("critic forward + loss")
-        for pattern, state, q in zip(patterns, saved, (q1, q2)):
-            store_parameter_grads(pattern, state, mse_grad(q, target).unsqueeze(-1))
-        return loss.item()
+        for pattern, saved, g in states:
+            store_grads(pattern, saved, g)
+        return float(loss)
 
     def actor_patterns(self, critic_heads: list) -> tuple[list[NetworkPattern], list[NetworkPattern]] | None:
         """The actor's and the critic heads' compiled views for an actor loss, or None where autograd must run:
@@ -112,6 +167,30 @@ class KernelUpdate:
 
 class TD3KernelUpdate(KernelUpdate):
     @torch.no_grad()
+    def target(self, batch) -> torch.Tensor | None:
+        """``TD3.td_target`` on the kernels: the same noise draw and operations, or None where the target
+        networks do not run there. The element-wise steps are single IEEE operations (add, multiply, clamp,
+        minimum), which NumPy rounds as PyTorch does; ``tanh`` stays PyTorch's."""
+        agent = self.agent
+        actor = kernel_patterns([agent.actor_target.net], backward=False)
+        critics = kernel_patterns([agent.critic_target.q1, agent.critic_target.q2], backward=False)
+        if actor is None or critics is None:
+            return None
+        cfg = agent.cfg
+        noise = torch.randn(batch.act.shape, generator=agent.generator)
+        noise = (noise * cfg.target_noise).clamp_(-cfg.target_noise_clip, cfg.target_noise_clip)
+        obs = batch.bootstrap_obs.numpy()
+        raw, _ = run_network(self.workspace, "target.actor", actor[0], obs)
+        action = torch.tanh(torch.from_numpy(raw)).numpy()  # [act, B]
+        pairs = self.workspace.joined("target.x", obs, noise.shape[1])
+        next_act = pairs[:, obs.shape[1]:]
+        np.add(action.T, noise.numpy(), out=next_act)
+        np.clip(next_act, np.float32(-1.0), np.float32(1.0), out=next_act)
+        q1, _ = run_network(self.workspace, "target.q1", critics[0], pairs)
+        q2, _ = run_network(self.workspace, "target.q2", critics[1], pairs)
+        return torch.from_numpy(batch.returns.numpy() + batch.discount.numpy() * np.minimum(q1[0], q2[0]))
+
+    @torch.no_grad()
     def actor_loss(self, batch) -> float | None:
         """Actor forward, ``-mean Q1(s, pi(s))`` and the actor's gradients (into ``.grad``; the critic gets
         none), or None where the autograd path must run."""
@@ -119,12 +198,16 @@ class TD3KernelUpdate(KernelUpdate):
         if patterns is None:
             return None
         (actor,), (q1,) = patterns
-        (raw,), (actor_saved,) = forward([actor], batch.obs)
-        action = torch.tanh(raw)
-        (q,), (q_saved,) = forward([q1], torch.cat([batch.obs, action], dim=-1))
-        loss = -q.mean()
-        grad_action = input_grad(q1, q_saved, mean_grad(q, -_ONE).contiguous())[:, batch.obs.shape[-1]:]
-        store_parameter_grads(actor, actor_saved, torch.ops.aten.tanh_backward(grad_action, action))
+        obs = batch.obs.numpy()
+        raw, actor_saved = run_network(self.workspace, "actor", actor, obs)
+        action = torch.tanh(torch.from_numpy(raw))  # [act, B]
+        pairs = self.workspace.joined("actor.x", obs, action.numpy().T)
+        q, q_saved = run_network(self.workspace, "actor.q1", q1, pairs)
+        loss = -torch.from_numpy(q).t().mean()
+        grad_q = mean_grad(torch.from_numpy(q), -_ONE).contiguous().numpy()
+        _, _, grad_x = backward_arrays(q1, q_saved, grad_q, (False,) * (2 * len(q1.layers)), True)  # [B, in]
+        grad_action = grad_x[:, obs.shape[1]:].t()  # [act, B]
+        store_grads(actor, actor_saved, torch.ops.aten.tanh_backward(grad_action, action).contiguous().numpy())
         return loss.item()
 
 

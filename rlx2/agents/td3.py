@@ -80,6 +80,11 @@ class TD3(Agent):
 
     @torch.no_grad()
     def td_target(self, batch: NStepBatch) -> torch.Tensor:
+        """On the compiled kernels where the target networks run there (``rlx2.agents.kernel_update``,
+        bit-identical), else through the modules."""
+        target = self._kernels.target(batch)
+        if target is not None:
+            return target
         cfg = self.cfg
         noise = torch.randn(batch.act.shape, generator=self.generator)
         noise = (noise * cfg.target_noise).clamp_(-cfg.target_noise_clip, cfg.target_noise_clip)

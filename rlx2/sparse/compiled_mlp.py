@@ -152,25 +152,34 @@ def network_forward(patterns, x: torch.Tensor) -> list[tuple[torch.Tensor, tuple
     x = x.detach()
     if x.dtype != torch.float32 or not x.is_contiguous():
         x = x.to(torch.float32).contiguous()
-    batch = x.shape[0]
-    forward = kernels.compiled().mlp_forward
-    x_array = None
+    x_array = x.numpy()
     results = []
     for pattern in patterns:
-        if pattern.head_dense:  # MKL: [h, B] = W x^T + b, then its ReLU
-            weight, bias = pattern.params[0]
-            head = torch.addmm(bias.unsqueeze(1), weight, x.t()).relu_()
-            x_in, batch_major = head.numpy(), _NONE
-        else:
-            if x_array is None:
-                x_array = x.numpy()
-            x_in, batch_major = np.empty((pattern.kernel_in, batch), np.float32), x_array
-        hidden = np.empty((pattern.hidden, batch), np.float32)
-        out = np.empty((pattern.out_features, batch), np.float32)
-        weights, biases = pattern.arrays()
-        forward(*pattern.indices()[:4], weights, biases, x_in, batch_major, hidden, out)
-        results.append((torch.from_numpy(out).t(), (x, x_in, hidden)))
+        out, saved = forward_arrays(pattern, x, x_array)
+        results.append((torch.from_numpy(out).t(), saved))
     return results
+
+
+def forward_arrays(pattern: NetworkPattern, x: torch.Tensor, x_array: np.ndarray, into=None
+                   ) -> tuple[np.ndarray, tuple]:
+    """One network on ``x`` (``[B, in]``, float32, contiguous; ``x_array`` its NumPy view): the output
+    ``[out, B]`` and what its backward needs. ``into``: ``(x_in, hidden, out)`` arrays to write into (a
+    caller reusing them from step to step), else new ones."""
+    batch = x_array.shape[0]
+    if pattern.head_dense:  # MKL: [h, B] = W x^T + b, then its ReLU
+        weight, bias = pattern.params[0]
+        head = torch.addmm(bias.unsqueeze(1), weight, x.t()).relu_()
+        x_in, batch_major = head.numpy(), _NONE
+    else:
+        x_in = np.empty((pattern.kernel_in, batch), np.float32) if into is None else into[0]
+        batch_major = x_array
+    if into is None:
+        hidden, out = np.empty((pattern.hidden, batch), np.float32), np.empty((pattern.out_features, batch), np.float32)
+    else:
+        hidden, out = into[1], into[2]
+    weights, biases = pattern.arrays()
+    kernels.compiled().mlp_forward(*pattern.indices()[:4], weights, biases, x_in, batch_major, hidden, out)
+    return out, (x, x_in, hidden)
 
 
 _NO_GRADS = {}  # number of layers -> a tuple of empty arrays (no weight gradients wanted)
@@ -208,8 +217,15 @@ class _KernelMLP(torch.autograd.Function):
 
 def network_backward(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor, wanted: tuple, need_x: bool):
     """One network's parameter gradients (``wanted`` ones) and, with ``need_x``, its input's."""
+    g = np.ascontiguousarray(grad.detach().reshape(grad.shape[0], pattern.out_features).numpy().T)  # [out, B]
+    return backward_arrays(pattern, saved, g, wanted, need_x)
+
+
+def backward_arrays(pattern: NetworkPattern, saved: tuple, g: np.ndarray, wanted: tuple, need_x: bool):
+    """``network_backward`` from ``g``, the gradient of the output as a contiguous ``[out, B]`` array: the head's
+    and the kernel layers' parameter gradients (None where not ``wanted``) and the input's (``[B, in]``, or None)."""
     x, x_in, hidden = saved
-    batch = grad.shape[0]
+    batch = g.shape[1]
     head = 2 if pattern.head_dense else 0
     kernel_wanted = wanted[head:]
     need_weights = any(kernel_wanted)
@@ -222,7 +238,6 @@ def network_backward(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor, 
     need_in = need_x or (pattern.head_dense and any(wanted[:2]))
     grad_in = np.empty((pattern.kernel_in, batch), np.float32) if need_in else _NONE
     weights, _ = pattern.arrays()
-    g = np.ascontiguousarray(grad.detach().reshape(batch, pattern.out_features).numpy().T)  # [out, B]
     kernels.compiled().mlp_backward(*pattern.indices(), weights, x_in, hidden, g, weight_grads, bias_grads, grad_in,
                                     need_weights, pattern.head_dense)
     kernel_grads: list[torch.Tensor | None] = []
