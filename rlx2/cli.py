@@ -249,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list the run directories under DIR: method, task, seed, steps, score, state")
     runs.add_argument("dir", metavar="DIR", help="a directory of run directories (any depth), e.g. results/adhoc")
+    runs.add_argument("--records", action="store_true",
+                      help="print only the record files of every finished run, one path per line (config.json, "
+                           "evaluations.csv, topology.csv, diagnostics.csv, result.json; never checkpoints or "
+                           "models), e.g. for `xargs git add -f`")
 
     methods = sub.add_parser("methods", help="list the registered methods")
     _methods_module_flag(methods)
@@ -694,7 +698,7 @@ def _report(suite, results: Path, out: Path | None, reps: int, seed: int, *, for
 def _runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """``rlx2 runs DIR``: one line per run directory under DIR (what, how far, how well, in what state)."""
     from rlx2.executors import run_state, steps_logged
-    from rlx2.records import RunDirectory
+    from rlx2.records import RECORD_FILES, RunDirectory
     from rlx2.results import config_problem, find_run_dirs, read_evaluations
 
     root = _path("dir", args.dir)
@@ -712,12 +716,18 @@ def _runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         curve_problem = read_evaluations(run_dir.evaluations_file)[1] if state == "done" else None
         if curve_problem:
             state, detail = "corrupt", curve_problem
+        if args.records:
+            if state == "done":
+                print("\n".join(str(path / name) for name in RECORD_FILES if (path / name).is_file()))
+            continue
         result = run_dir.result()
         done = steps_logged(run_dir) if result is None else result.steps
         score = "-" if result is None else f"{result.final_score:.1f}"
         rows.append((str(path.relative_to(root)) if path != root else ".", cfg.algo, cfg.env, cfg.method,
                      str(cfg.seed), f"{done:,}/{cfg.steps:,}", score, state,
                      "" if state == "done" else detail))
+    if args.records:
+        return 0
     if not rows:
         print(f"no run directories under {root}")
         return 0

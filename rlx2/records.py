@@ -44,6 +44,9 @@ FAILURE_FILE = "failure.json"
 LOCK_FILE = ".lock"
 LOG_FILE = "worker.log"  # a suite worker's output
 #: The files a run writes (besides its lock and a suite worker's log), which a fresh start clears.
+#: What a finished run keeps for its report and its reader: small text records, the files to commit when results are
+#: shared (``rlx2 runs DIR --records`` lists them); never the checkpoint or the model, which are large and rebuildable.
+RECORD_FILES = (CONFIG_FILE, EVALUATIONS_FILE, TOPOLOGY_FILE, DIAGNOSTICS_FILE, RESULT_FILE)
 RUN_FILES = (CONFIG_FILE, EVALUATIONS_FILE, TOPOLOGY_FILE, DIAGNOSTICS_FILE, MODEL_FILE, CHECKPOINT_FILE,
              FAILURE_FILE, RESULT_FILE)
 

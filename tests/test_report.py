@@ -398,6 +398,14 @@ def test_report_runs_builds_the_report_from_any_directory_of_runs_and_runs_lists
     assert len(listing) == 1 + 23 + 1 and listing[-1] == f"22 done, 1 pending of 23 ({root})"
     row = next(line for line in listing if line.startswith(str(unfinished.relative_to(root))))
     assert row.split()[1:] == ["td3", "Hopper-v5", "rigl", "0", "1,000/10,000", "-", "pending"]
+    finished = next(root.glob("batch-*/td3/Hopper-v5/rlx2/seed-1"))
+    for large in ("checkpoint.pt", "model.pt"):
+        (finished / large).write_bytes(b"large")
+    assert main(["runs", str(root), "--records"]) == 0  # what to commit: the finished runs' records, nothing else
+    records = capsys.readouterr().out.split()
+    assert len(records) == 22 * 3  # the fixture's runs keep config.json, evaluations.csv and result.json
+    assert {Path(p).name for p in records} == {"config.json", "evaluations.csv", "result.json"}
+    assert str(finished / "result.json") in records and not any(str(unfinished) in p for p in records)
     assert main(["report", "--runs", str(root), "--out", str(tmp_path / "r"), "--reps", "50"]) == 1  # one unfinished
     index = (tmp_path / "r" / "index.md").read_text()
     assert "Every run found under" in index and "22 of 23 finished" in index
