@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_method_flags(p)
     suite_run.add_argument("--executor", choices=("local", "ray"), default="local")
     suite_run.add_argument("--workers", type=_integer, default=None, help="local: parallel runs (default: cores)")
+    suite_status.add_argument("--workers", type=_integer, default=None,
+                              help="parallel runs the wall-clock estimate assumes (default: cores, as suite run)")
     suite_run.add_argument("--address", default=None, help="ray: cluster address ('auto' for a running cluster)")
     suite_run.add_argument("--retries", type=_integer, default=2, help="retries of a crashed run (each resumes)")
     suite_run.add_argument("--retry-failed", action="store_true", help="also rerun runs recorded as diverged")
@@ -482,7 +484,7 @@ def _suite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             raise ConfigError(name, value, "must be >= 0" if name == "retries" else "must be a positive integer")
     suite, results = _load_suite(args)
     if args.suite_command == "status":
-        return _suite_status(suite, results)
+        return _suite_status(suite, results, args.workers)
     if args.suite_command == "plan":
         return _suite_plan(suite, results, args.spread, args.seed)
     return _suite_run(args, suite, results)
@@ -515,7 +517,7 @@ def _suite_list() -> int:
     return 0
 
 
-def _suite_status(suite, results: Path) -> int:
+def _suite_status(suite, results: Path, workers: int | None = None) -> int:
     from rlx2.config import run_id
     from rlx2.executors import STATES, run_state, steps_logged
     from rlx2.records import RunDirectory
@@ -540,7 +542,7 @@ def _suite_status(suite, results: Path) -> int:
                   for cfg, (name, state, _) in zip(suite.runs, states) if state in ("running", "partial", "pending",
                                                                                      "corrupt")]
     hours = measured_hours(suite.runs, results)
-    print(remaining(unfinished, hours).text(hours))
+    print(remaining(unfinished, hours).text(hours, workers))
     return 0
 
 

@@ -13,6 +13,8 @@ method (a dense run costs about twice a 95 %-sparse one here).
 
 from __future__ import annotations
 
+import heapq
+import os
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,22 +52,37 @@ def hours_to_reach(hours: Hours, algo: str, task: str, sides: Iterable[tuple[str
     return total
 
 
+def makespan(costs: Iterable[float], workers: int) -> float:
+    """Hours until ``workers`` parallel workers finish runs of these ``costs`` taken in order, each by the first
+    worker free (what the local executor does): more than ``sum / workers`` when runs cannot be split."""
+    free = [0.0] * max(1, workers)
+    for cost in costs:
+        heapq.heappush(free, heapq.heappop(free) + cost)
+    return max(free)
+
+
 @dataclass(frozen=True)
 class Remaining:
     """What a profile's unfinished runs will take, at the measured cost per run."""
 
-    hours: float  # core-hours of the unfinished runs whose method has a measured cost
+    costs: tuple[float, ...]  # core-hours of each unfinished run whose method has a measured cost, in suite order
     runs: int  # unfinished runs (pending, partial or running)
     unpriced: int  # of them, runs whose method has no finished run on that task yet
 
-    def text(self, hours_per_run: Hours) -> str:
+    @property
+    def hours(self) -> float:
+        return sum(self.costs)
+
+    def text(self, hours_per_run: Hours, workers: int | None = None) -> str:
         if not self.runs:
             return "nothing left to run"
+        workers = workers or os.cpu_count() or 1
         costs = "; ".join(f"{method} {algo.upper()} {task} {h:.2f} h"
                           for (algo, task, method), h in hours_per_run.items())
         line = (f"left: about {self.hours:.1f} core-hours for {self.runs} unfinished run{'s' if self.runs != 1 else ''}"
-                f" (about {self.hours / 2:.1f} h of wall-clock with --workers 2), at the median run time of each "
-                f"method's finished runs here ({costs or 'none yet'})")
+                f" (about {makespan(self.costs, workers):.1f} h of wall-clock with {workers} worker"
+                f"{'s' if workers != 1 else ''}), at the median run time of each method's finished runs here "
+                f"({costs or 'none yet'})")
         if self.unpriced:
             line += f"; {self.unpriced} of them not counted: their method has no finished run on that task yet"
         return line
@@ -73,12 +90,12 @@ class Remaining:
 
 def remaining(unfinished: Iterable[tuple[RunConfig, int]], hours: Hours) -> Remaining:
     """``unfinished``: each run not done with the steps it has logged (a running or partial run costs its rest)."""
-    total, count, unpriced = 0.0, 0, 0
+    costs, count, unpriced = [], 0, 0
     for cfg, step in unfinished:
         count += 1
         per_run = hours.get((cfg.algo, cfg.env, cfg.method))
         if per_run is None:
             unpriced += 1
             continue
-        total += per_run * max(0.0, 1.0 - min(step, cfg.steps) / cfg.steps)
-    return Remaining(total, count, unpriced)
+        costs.append(per_run * max(0.0, 1.0 - min(step, cfg.steps) / cfg.steps))
+    return Remaining(tuple(costs), count, unpriced)

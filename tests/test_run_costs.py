@@ -13,7 +13,7 @@ from rlx2.comparisons import paper_pairs, plan_pairs
 from rlx2.config import run_id
 from rlx2.records import CHECKPOINT_FILE
 from rlx2.report import cost_text
-from rlx2.run_costs import hours_to_reach, measured_hours, remaining
+from rlx2.run_costs import hours_to_reach, makespan, measured_hours, remaining
 from rlx2.suite import load_suite
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
@@ -72,9 +72,17 @@ def test_what_is_left_counts_the_rest_of_each_unfinished_run(results):
     steps = runs["dense", 1].steps
     left = remaining([(runs["dense", 1], 0), (runs["static", 1], steps // 4), (runs["rigl", 1], 0)], hours)
     assert (left.hours, left.runs, left.unpriced) == (2.0 + 0.75, 3, 1)
-    text = left.text(hours)
-    assert "about 2.8 core-hours for 3 unfinished runs" in text and "1 of them not counted" in text
+    text = left.text(hours, workers=2)
+    assert "about 2.8 core-hours for 3 unfinished runs (about 2.0 h of wall-clock with 2 workers)" in text
+    assert "1 of them not counted" in text
     assert remaining([], hours).text(hours) == "nothing left to run"
+
+
+def test_wall_clock_is_the_schedule_of_whole_runs_over_the_workers():
+    assert makespan([1.0, 1.0, 1.0], 2) == 2.0  # the third run waits for a worker: not 1.5
+    assert makespan([0.5, 1.0, 1.0], 2) == 1.5  # a half-done run frees its worker first
+    assert makespan([1.0, 1.0, 1.0], 16) == 1.0 and makespan([], 2) == 0.0
+    assert makespan([2.0, 1.0, 1.0, 1.0], 1) == 5.0
 
 
 def test_suite_status_says_what_the_rest_will_take(results, capsys):
@@ -85,7 +93,9 @@ def test_suite_status_says_what_the_rest_will_take(results, capsys):
     (partial / "result.json").unlink()  # partial at half its steps: half a dense run, 1 h
     (partial / CHECKPOINT_FILE).write_bytes(b"")
     (partial / "diagnostics.csv").write_text(f"step,critic_loss\n{runs['dense', 2].steps // 2},0.1\n")
-    assert main(["suite", "status", str(FIXTURE / "suite.toml"), "--results", str(path)]) == 0
+    assert main(["suite", "status", str(FIXTURE / "suite.toml"), "--results", str(path), "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert f"{run_id(runs['dense', 2])}   partial" in out
-    assert "left: about 2.0 core-hours for 2 unfinished runs (about 1.0 h of wall-clock with --workers 2)" in out
+    assert "left: about 2.0 core-hours for 2 unfinished runs (about 1.0 h of wall-clock with 2 workers)" in out
+    assert main(["suite", "status", str(FIXTURE / "suite.toml"), "--results", str(path), "--workers", "1"]) == 0
+    assert "(about 2.0 h of wall-clock with 1 worker)" in capsys.readouterr().out
