@@ -22,7 +22,7 @@ size, Bonferroni's level, a lower bound of Holm's power).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -136,14 +136,33 @@ def decide(items: list[tuple[Pair, np.ndarray, np.ndarray, bool]], reps: int, se
 
 
 def judge_pairs(pairs: list[Pair], scores: Scores, declared: dict[str, int], reps: int, seed: int) -> list[Tested]:
-    """``decide`` for one task's pairs (those both of whose methods have finished runs)."""
+    """``decide`` for one task's pairs (those both of whose methods have finished runs), interim looks marked."""
     def ran(pair):
         return len(scores.get(pair.first, [])) and len(scores.get(pair.second, []))
 
     items = [(pair, scores[pair.first], scores[pair.second], declared_enough(pair, declared)) for pair in pairs
              if ran(pair)]
     absent = sum(1 for pair in pairs if not ran(pair) and not pair.primary and declared_enough(pair, declared))
-    return decide(items, reps, seed, absent)
+    return [interim(tested, declared) for tested in decide(items, reps, seed, absent)]
+
+
+#: The verdicts a test gives (the rest say why there is none).
+DECIDED = ("holds", "reversed", "unresolved")
+
+
+def interim(tested: Tested, declared: dict[str, int]) -> Tested:
+    """``tested`` with a verdict made before both sides have their declared seeds marked as an interim look.
+
+    Why: the rule's error rate is that of one look. A profile reported session after session
+    is looked at again and again, so "holds" at 5 of 10 declared seeds is not yet the verdict:
+    the one that counts is made when every declared run has finished, and the mark says so
+    where the verdict is read, not only in the caveats.
+    """
+    want = (declared.get(tested.pair.first, 0), declared.get(tested.pair.second, 0))
+    if tested.verdict not in DECIDED or (tested.n_first >= want[0] and tested.n_second >= want[1]):
+        return tested
+    return replace(tested, verdict=f"{tested.verdict} (interim look: {tested.n_first} vs {tested.n_second} of "
+                                   f"{want[0]} vs {want[1]} declared seeds)")
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlx2.comparisons import Pair, Planned, Tested, decide, declared_enough, judge_pairs, paper_pairs, plan_pairs
+from rlx2.comparisons import (Pair, Planned, Tested, decide, declared_enough, interim, judge_pairs, paper_pairs,
+                              plan_pairs)
 from rlx2.config import PAPER_STEPS, RunConfig, run_id
 from rlx2.paper import PAPER_METHODS, ordered, paper_row
 from rlx2.power import CANDIDATE_SEEDS
@@ -270,7 +271,7 @@ def separation(finals: pd.DataFrame, runs: list[RunConfig], settings: ReportSett
     One test per task (dense > static, one-sided), Holm-corrected across tasks. If it does not
     hold, differences between sparse methods are noise, and the report says so first.
     """
-    items, names = [], []
+    items, names, declared_per_task = [], [], []
     for algo, task in cells(finals):
         dense, static = scores_of(finals, algo, task, "dense"), scores_of(finals, algo, task, "static")
         if len(dense) and len(static):
@@ -278,14 +279,18 @@ def separation(finals: pd.DataFrame, runs: list[RunConfig], settings: ReportSett
             pair = Pair("dense", "static")
             items.append((pair, dense, static, declared_enough(pair, declared)))
             names.append(f"{algo.upper()} {task}")
+            declared_per_task.append(declared)
     if not items:
         return None
-    tested = decide(items, settings.reps, settings.seed)
+    tested = [interim(t, declared) for t, declared in zip(decide(items, settings.reps, settings.seed),
+                                                           declared_per_task)]
     described = [f"{name}: P(dense > static) = {effect_cell(t)}, " + (
         f"p = {p_value(t.p)} (Holm-adjusted {p_value(t.p_adjusted)}), {t.n_first} vs {t.n_second} seeds: {t.verdict}"
         if t.p_adjusted is not None else t.verdict) for name, t in zip(names, tested)]
-    if all(t.verdict == "holds" for t in tested):
-        return ("At this budget dense beats static sparse training on every task (exact one-sided Mann-Whitney test, "
+    if all(t.verdict.startswith("holds") for t in tested):
+        look = ("At this interim look (not every declared seed has finished)"
+                if any("interim" in t.verdict for t in tested) else "At this budget")
+        return (f"{look} dense beats static sparse training on every task (exact one-sided Mann-Whitney test, "
                 f"Holm-corrected across tasks, family-wise error rate {ALPHA:.0%}): the methods separate, and the "
                 "tables below are evidence about them (" + "; ".join(described) + ").\n")
     return ("**At this budget it is not established that dense beats static sparse training** (" + "; ".join(described)

@@ -248,6 +248,20 @@ def test_normalised_aggregates_carry_densess_uncertainty():
     assert itself["Mean"] == pytest.approx((1.0, 1.0, 1.0))  # dense against its own draw is 1 by definition
 
 
+def test_a_verdict_before_the_declared_seeds_is_marked_as_an_interim_look():
+    from rlx2.comparisons import judge_pairs
+
+    pairs = paper_pairs("td3", "Walker2d-v5", ["rlx2", "static"])  # rlx2 > static alone: 1/252 x 2
+    scores = {"rlx2": TOP, "static": BOTTOM}
+    (early,) = judge_pairs(pairs, scores, {"rlx2": 10, "static": 10}, reps=200, seed=0)
+    assert early.verdict == "holds (interim look: 5 vs 5 of 10 vs 10 declared seeds)"
+    assert early.p_adjusted == pytest.approx(2 / 252)  # the test itself is the same
+    (final,) = judge_pairs(pairs, scores, {"rlx2": 5, "static": 5}, reps=200, seed=0)
+    assert final.verdict == "holds"
+    (short,) = judge_pairs(pairs, {"rlx2": TOP[:3], "static": BOTTOM}, {"rlx2": 10, "static": 10}, reps=200, seed=0)
+    assert short.verdict == "too few seeds (n = 3 vs 5)"  # no verdict, so nothing to mark
+
+
 def test_the_family_is_the_declared_one_even_before_every_pair_has_runs():
     from rlx2.comparisons import judge_pairs
 
