@@ -76,6 +76,9 @@ class Remaining:
     def text(self, hours_per_run: Hours, workers: int | None = None) -> str:
         if not self.runs:
             return "nothing left to run"
+        if self.unpriced == self.runs:
+            return (f"left: {self.runs} unfinished run{'s' if self.runs != 1 else ''}; no run time to price them with "
+                    "yet (a method's cost is measured from its finished runs on the task)")
         workers = workers or os.cpu_count() or 1
         costs = "; ".join(f"{method} {algo.upper()} {task} {h:.2f} h"
                           for (algo, task, method), h in hours_per_run.items())

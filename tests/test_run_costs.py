@@ -76,6 +76,8 @@ def test_what_is_left_counts_the_rest_of_each_unfinished_run(results):
     assert "about 2.8 core-hours for 3 unfinished runs (about 2.0 h of wall-clock with 2 workers)" in text
     assert "1 of them not counted" in text
     assert remaining([], hours).text(hours) == "nothing left to run"
+    assert remaining([(runs["rigl", 1], 0)], hours).text(hours).startswith(
+        "left: 1 unfinished run; no run time to price them with yet")
 
 
 def test_wall_clock_is_the_schedule_of_whole_runs_over_the_workers():
