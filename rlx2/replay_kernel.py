@@ -10,8 +10,13 @@ multiplication, IEEE operations whose bits do not depend on the CPU.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from rlx2.sparse.kernels import prepare_numba
+
+prepare_numba()  # before numba loads: it fixes its cache directory and compile target then
+
+import numba  # noqa: E402 - after prepare_numba
 
 
 @numba.njit(cache=True, nogil=True)

@@ -1,5 +1,7 @@
 """Which implementation sparse networks train on, and where numba's compile cache goes (``rlx2.sparse.kernels``)."""
 
+import os
+import subprocess
 import sys
 import tempfile
 
@@ -48,3 +50,34 @@ def test_read_only_sources_cache_in_the_user_cache_else_in_a_temporary_directory
     assert kernels.cache_directory(read_only, {"XDG_CACHE_HOME": str(cache)}) == str(cache / "rlx2" / "numba")
     chosen = kernels.cache_directory(read_only, {"XDG_CACHE_HOME": str(read_only), "HOME": str(read_only)})
     assert chosen is not None and chosen.startswith(tempfile.gettempdir())
+
+
+AVX512 = "+avx2,+avx512f,+avx512bw,+fma"
+
+
+def test_avx512_cpus_compile_for_512_bit_vectors_unless_the_user_chose_a_target():
+    assert kernels.vector_features(AVX512, {}) == AVX512 + ",-prefer-256-bit"
+    assert kernels.vector_features("+avx2,+fma,-avx512f", {}) is None  # no AVX-512: numba's own choice
+    assert kernels.vector_features(AVX512, {"NUMBA_CPU_NAME": "generic"}) is None  # the golden runs' pin
+    assert kernels.vector_features(AVX512, {"NUMBA_CPU_FEATURES": "+avx2"}) is None
+
+
+def test_numba_loads_with_the_chosen_target_whichever_rlx2_module_imports_it_first():
+    """numba fixes its compile target when it loads: every import path of ours must decide it before."""
+    probe = """
+import os, sys
+import llvmlite.binding as llvm
+environ = {k: v for k, v in os.environ.items() if k != "NUMBA_CPU_FEATURES"}
+import {module}
+from numba.core import registry
+from rlx2.sparse import kernels
+expected = kernels.vector_features(llvm.get_host_cpu_features().flatten(), environ)
+target = registry.cpu_target.target_context.codegen().magic_tuple()[2]  # what numba compiles and caches for
+assert expected is None or target == expected, (target, expected)
+assert "NUMBA_CPU_FEATURES" not in os.environ  # children choose their own target
+"""
+    environ = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME")}
+    for module in ("rlx2.train", "rlx2.replay_kernel", "rlx2.agents.gaussian_kernel", "rlx2.sparse._numba"):
+        done = subprocess.run([sys.executable, "-c", probe.replace("{module}", module)], env=environ,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, (module, done.stderr[-2000:])

@@ -20,9 +20,14 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import torch
+
+from rlx2.sparse.kernels import prepare_numba
+
+prepare_numba()  # before numba loads: it fixes its cache directory and compile target then
+
+import numba  # noqa: E402 - after prepare_numba
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)

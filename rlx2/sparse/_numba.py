@@ -15,8 +15,13 @@ pin ``NUMBA_CPU_NAME``).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from rlx2.sparse.kernels import prepare_numba
+
+prepare_numba()  # before numba loads: it fixes its cache directory and compile target then
+
+import numba  # noqa: E402 - after prepare_numba
 
 _REDUCE = {"reassoc", "nsz", "contract"}
 _PRODUCT = {"contract"}
