@@ -1,4 +1,4 @@
-"""Which implementation sparse networks train on, and where numba's compile cache goes (``rlx2.sparse.kernels``)."""
+"""Which implementation sparse networks train on, and where and for which CPU numba compiles (``rlx2.sparse.kernels``, ``numba_setup``)."""
 
 import os
 import subprocess
@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from rlx2.sparse import kernels
+from rlx2.sparse import kernels, numba_setup
 
 
 @pytest.fixture
@@ -37,18 +37,18 @@ def test_kernels_that_cannot_load_warn_and_fall_back_to_pytorch(unloaded, monkey
 
 
 def test_cache_stays_numbas_choice_where_the_sources_are_writable_or_the_user_chose(tmp_path):
-    assert kernels.cache_directory(tmp_path, {}) is None  # numba caches in tmp_path/**/__pycache__
+    assert numba_setup.cache_directory(tmp_path, {}) is None  # numba caches in tmp_path/**/__pycache__
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("")
-    assert kernels.cache_directory(not_a_directory, {"NUMBA_CACHE_DIR": "/somewhere"}) is None
+    assert numba_setup.cache_directory(not_a_directory, {"NUMBA_CACHE_DIR": "/somewhere"}) is None
 
 
 def test_read_only_sources_cache_in_the_user_cache_else_in_a_temporary_directory(tmp_path):
     read_only = tmp_path / "file"  # nothing can be created under a file: as a read-only install
     read_only.write_text("")
     cache = tmp_path / "cache"
-    assert kernels.cache_directory(read_only, {"XDG_CACHE_HOME": str(cache)}) == str(cache / "rlx2" / "numba")
-    chosen = kernels.cache_directory(read_only, {"XDG_CACHE_HOME": str(read_only), "HOME": str(read_only)})
+    assert numba_setup.cache_directory(read_only, {"XDG_CACHE_HOME": str(cache)}) == str(cache / "rlx2" / "numba")
+    chosen = numba_setup.cache_directory(read_only, {"XDG_CACHE_HOME": str(read_only), "HOME": str(read_only)})
     assert chosen is not None and chosen.startswith(tempfile.gettempdir())
 
 
@@ -56,10 +56,10 @@ AVX512 = "+avx2,+avx512f,+avx512bw,+fma"
 
 
 def test_avx512_cpus_compile_for_512_bit_vectors_unless_the_user_chose_a_target():
-    assert kernels.vector_features(AVX512, {}) == AVX512 + ",-prefer-256-bit"
-    assert kernels.vector_features("+avx2,+fma,-avx512f", {}) is None  # no AVX-512: numba's own choice
-    assert kernels.vector_features(AVX512, {"NUMBA_CPU_NAME": "generic"}) is None  # the golden runs' pin
-    assert kernels.vector_features(AVX512, {"NUMBA_CPU_FEATURES": "+avx2"}) is None
+    assert numba_setup.vector_features(AVX512, {}) == AVX512 + ",-prefer-256-bit"
+    assert numba_setup.vector_features("+avx2,+fma,-avx512f", {}) is None  # no AVX-512: numba's own choice
+    assert numba_setup.vector_features(AVX512, {"NUMBA_CPU_NAME": "generic"}) is None  # the golden runs' pin
+    assert numba_setup.vector_features(AVX512, {"NUMBA_CPU_FEATURES": "+avx2"}) is None
 
 
 def test_numba_loads_with_the_chosen_target_whichever_rlx2_module_imports_it_first():
@@ -70,8 +70,8 @@ import llvmlite.binding as llvm
 environ = {k: v for k, v in os.environ.items() if k != "NUMBA_CPU_FEATURES"}
 import {module}
 from numba.core import registry
-from rlx2.sparse import kernels
-expected = kernels.vector_features(llvm.get_host_cpu_features().flatten(), environ)
+from rlx2.sparse import numba_setup
+expected = numba_setup.vector_features(llvm.get_host_cpu_features().flatten(), environ)
 target = registry.cpu_target.target_context.codegen().magic_tuple()[2]  # what numba compiles and caches for
 assert expected is None or target == expected, (target, expected)
 assert "NUMBA_CPU_FEATURES" not in os.environ  # children choose their own target

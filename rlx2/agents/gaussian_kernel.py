@@ -23,7 +23,7 @@ import math
 import numpy as np
 import torch
 
-from rlx2.sparse.kernels import prepare_numba
+from rlx2.sparse.numba_setup import prepare_numba
 
 prepare_numba()  # before numba loads: it fixes its cache directory and compile target then
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlx2.sparse.kernels import prepare_numba
+from rlx2.sparse.numba_setup import prepare_numba
 
 prepare_numba()  # before numba loads: it fixes its cache directory and compile target then
 
