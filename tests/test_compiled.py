@@ -159,6 +159,28 @@ def test_adam_kernel_decays_listed_inactive_moments_and_leaves_their_weight():
     assert param.tolist() == [0.0, 0.0, 0.0, 0.0] and float(step) == 1.0
 
 
+def test_moment_decay_rounds_subnormals_as_ieee_arithmetic_does():
+    """The decay works on a subnormal moment's bits (the CPU's float path is ~40x slower there): every
+    result must be the float32 arithmetic's, bit for bit, from normal values down through subnormals
+    to zero, both signs, at the reference's betas and at odd ones."""
+    rng = np.random.default_rng(0)
+    n = 4096
+    m0 = (rng.standard_normal(n) * 10.0 ** rng.uniform(-45, -30, n)).astype(np.float32)
+    v0 = (np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-45, -34, n)).astype(np.float32)
+    m0[:4] = [np.float32(1.4e-45), np.float32(-1.4e-45), np.float32(1.1754942e-38), np.float32(0.0)]  # edges
+    for beta1, beta2 in ((0.9, 0.999), (0.5, 0.75), (0.7, 0.9993)):
+        m, v, m_ieee, v_ieee = m0.copy(), v0.copy(), m0.copy(), v0.copy()
+        c, b2 = np.float32(1.0 - beta1), np.float32(beta2)
+        positions = np.arange(n, dtype=np.int64)
+        for _ in range(300):
+            kernels.compiled()._decay(m, v, positions, c, b2)
+            m_ieee = m_ieee + c * (np.float32(0.0) - m_ieee)  # NumPy: IEEE float32 with gradual underflow
+            v_ieee = v_ieee * b2
+        assert np.array_equal(m.view(np.int32), m_ieee.view(np.int32))
+        assert np.array_equal(v.view(np.int32), v_ieee.view(np.int32))
+    assert ((v != 0) & (v < np.finfo(np.float32).tiny)).sum() > 1000  # the subnormal path ran
+
+
 def test_decaying_positions_are_the_inactive_ones_with_moments():
     mask = torch.tensor([[True, False], [False, False]])
     state = {"exp_avg": torch.tensor([[1.0, 0.5], [0.0, 0.0]]), "exp_avg_sq": torch.tensor([[1.0, 0.0], [0.0, 3.0]])}
