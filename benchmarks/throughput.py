@@ -342,6 +342,76 @@ def floor(args: argparse.Namespace) -> None:
               + f" | {sum(pieces) / 1000:.2f} |")
 
 
+def late(args: argparse.Namespace) -> None:
+    """The critic's Adam step late in a RigL or RLx2 run, when every weight dropped so far has subnormal moments.
+
+    A dropped weight's moments decay under a zero gradient and, in float32, stop short of
+    zero (``m`` at 1-4 units of 2**-149, ``v`` at up to about 500): a long run accumulates
+    them at most inactive positions it ever used, which a short measurement never reaches.
+    On an RLx2-TD3 critic at 97/95 % (``--env``'s sizes) this sets six times each layer's
+    active count of inactive positions to such values (about what the headline profile's
+    RigL seed 6 held at step 250 000), then times, best of 7 rounds of CPU time, the whole
+    compiled Adam step and its zero-gradient decay, against the decay as the two float32
+    lines it replaces (``m += (1 - beta1)(0 - m)``, ``v *= beta2``), which give the same bits.
+    """
+    import gymnasium as gym
+    import numba
+    import numpy as np
+    import torch
+
+    from rlx2.agents import make_agent
+    from rlx2.config import RunConfig
+    from rlx2.methods import get_method
+    from rlx2.sparse import kernels
+
+    @numba.njit(nogil=True)
+    def float_decay(exp_avg, exp_avg_sq, positions, one_minus_beta1, b2):
+        for i in range(positions.shape[0]):
+            k = positions[i]
+            exp_avg[k] = exp_avg[k] + one_minus_beta1 * (np.float32(0.0) - exp_avg[k])
+            exp_avg_sq[k] = exp_avg_sq[k] * b2
+
+    torch.set_num_threads(1)
+    env = gym.make(args.env)
+    method = get_method("rlx2")()
+    cfg = method.resolve(RunConfig(algo="td3", env=args.env, actor_sparsity=0.97, critic_sparsity=0.95))
+    agent = make_agent("td3", cfg=cfg, method=method, obs_dim=env.observation_space.shape[0],
+                       act_dim=env.action_space.shape[0], generator=torch.Generator().manual_seed(0))
+    controller = agent.controllers["critic"]
+    if not controller.compiled():
+        raise SystemExit("--late needs the compiled kernels (numba; RLX2_KERNELS unset)")
+    rng = np.random.default_rng(0)
+    for param in agent.critic.parameters():
+        param.grad = torch.from_numpy(rng.standard_normal(param.shape).astype(np.float32))
+    controller._compiled_step()  # creates the moments
+    tiny = np.float32(1.4e-45)  # 2**-149, float32's smallest subnormal
+    stuck = 0
+    for _, layer in controller.layers:
+        state = controller.optimizer.state[layer.weight]
+        inactive = np.flatnonzero(~layer.mask.numpy().ravel())
+        chosen = rng.choice(inactive, min(inactive.size, 6 * int(layer.mask.sum())), replace=False)
+        state["exp_avg"].view(-1).numpy()[chosen] = tiny * rng.integers(1, 5, chosen.size).astype(np.float32)
+        state["exp_avg_sq"].view(-1).numpy()[chosen] = tiny * rng.integers(1, 500, chosen.size).astype(np.float32)
+        stuck += chosen.size
+    controller._arrays.clear()  # the decaying positions are listed again from the moments
+    arrays = controller._group_arrays(0, [p for p in controller.optimizer.param_groups[0]["params"]
+                                          if p.grad is not None])
+    exp_avgs, exp_avg_sqs, decaying = arrays[1], arrays[2], arrays[5]  # as _numba.adam takes them
+    one_minus_beta1, b2 = np.float32(1.0 - 0.9), np.float32(0.999)
+
+    def decay(kernel):
+        for exp_avg, exp_avg_sq, positions in zip(exp_avgs, exp_avg_sqs, decaying):
+            kernel(exp_avg, exp_avg_sq, positions, one_minus_beta1, b2)
+
+    step = best_microseconds(controller._compiled_step)
+    integer, floating = best_microseconds(lambda: decay(kernels.compiled()._decay)), best_microseconds(
+        lambda: decay(float_decay))
+    print(f"critic at 97/95 % on {args.env}, {stuck} inactive weights with subnormal moments "
+          f"({sum(len(p) for p in decaying)} decaying positions):")
+    print(f"  whole compiled Adam step: {step:.0f} us; its decay on integer bits: {integer:.0f} us; "
+          f"the same decay as float32 arithmetic: {floating:.0f} us ({floating / integer:.1f}x)")
+
+
 def scaling(args: argparse.Namespace) -> None:
     """Total env steps/s of the local executor with 1 and with 2 workers on the same 4 runs."""
     suite = f"""
@@ -396,6 +466,8 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true", help="only measure the local executor, 1 vs 2 workers")
     parser.add_argument("--floor", action="store_true",
                         help="only time the compiled kernels of one RLx2-TD3 step, without the Python around them")
+    parser.add_argument("--late", action="store_true",
+                        help="only time the critic's Adam step late in a RigL/RLx2 run (subnormal moments)")
     parser.add_argument("--baseline", action="append", default=[],
                         help="also measure the rlx2 this Python interpreter imports (another checkout); repeatable")
     parser.add_argument("--baseline-label", action="append", default=[],
@@ -419,6 +491,9 @@ def main() -> None:
         return
     if args.floor:
         floor(args)
+        return
+    if args.late:
+        late(args)
         return
     import torch
 
