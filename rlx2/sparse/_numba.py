@@ -106,12 +106,13 @@ def _subnormal_times(bits, mantissa, shift):
 def _decay(exp_avg, exp_avg_sq, positions, one_minus_beta1, b2):
     """Adam's moment update with a zero gradient at ``positions``: ``m += (1 - beta1) (0 - m)``, ``v *= beta2``.
 
-    Why not just those two lines: a dropped weight's ``v`` takes about 65 000 steps to decay
-    below float32's smallest normal number and then some 16 000 more as a subnormal, on
-    which this CPU's arithmetic is about 40x slower (a microcode assist per operation): late
-    in a RigL or RLx2 run most of an optimiser step went there. Zero and subnormal moments
-    are updated on their integer bits instead, with the same IEEE rounding (bit-identical,
-    ``tests/test_kernel_update.py``); normal ones by the two lines.
+    Why not just those two lines: in float32 they never bring a moment to zero. ``m`` stops
+    at 1-4 units of 2**-149 and ``v`` at up to about 500, where the rounded decrement is zero,
+    so every weight a run ever dropped keeps subnormal moments, and on this CPU each
+    operation on a subnormal takes a microcode assist (about 80 ns for an entry's two
+    updates against about 1 ns): late in a RigL or RLx2 run that was half of every step.
+    Zero and subnormal moments are updated on their integer bits instead, rounded as IEEE
+    754 rounds (bit-identical: ``tests/test_compiled.py``); normal ones by the two lines.
     """
     m1, e1 = math.frexp(np.float64(one_minus_beta1))  # (1 - beta1) = m1 * 2**e1, m1 in [0.5, 1): 24 exact bits
     m2, e2 = math.frexp(np.float64(b2))
