@@ -48,9 +48,11 @@ class StableBaselines3(Method):
     name = "sb3"
     description = "stable-baselines3's own dense TD3/SAC with the same hyperparameters (external reference for dense)"
 
+    def check_can_train(self, cfg):
+        if importlib.util.find_spec("stable_baselines3") is None:  # before anything is written; not importing it here
+            _sb3()
+
     def resolve(self, cfg):
-        if importlib.util.find_spec("stable_baselines3") is None:  # fail before anything is written (not importing
-            _sb3()  # it: resolving a config, e.g. to check a report's runs, does not need it)
         # stable-baselines3's TD3/SAC cannot honour these: refuse them by name rather than record them unused
         if cfg.n_step not in (None, 1):
             raise ConfigError("n_step", cfg.n_step, "the sb3 method cannot honour it (stable-baselines3 uses 1-step "

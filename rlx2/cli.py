@@ -586,6 +586,18 @@ def _check_settings(runs: list, results: Path, paths: dict[str, Path] | None = N
                             "those settings, or another one", EXIT_BAD_INPUT)
 
 
+def _check_can_train(runs: list, results: Path) -> None:
+    """Every run still to train can train here (its method's optional packages), checked before any run starts."""
+    from rlx2.config import run_id
+    from rlx2.methods import resolve
+    from rlx2.records import RunDirectory
+
+    for cfg in runs:
+        if not RunDirectory(results / run_id(cfg)).finished:
+            resolved, method = resolve(cfg)
+            method.check_can_train(resolved)
+
+
 def _suite_run(args: argparse.Namespace, suite, results: Path) -> int:
     from rlx2.executors import LocalExecutor, RayExecutor, execute
     from rlx2.records import writable_directory
@@ -595,6 +607,7 @@ def _suite_run(args: argparse.Namespace, suite, results: Path) -> int:
         raise ConfigError("results", str(results), problem)
     runs = list(suite.runs_of(suite.added) if suite.added else suite.runs)
     _check_settings(runs, results)
+    _check_can_train(runs, results)
     if not args.quiet:
         added = f" ({', '.join(suite.added)} only, beside the profile's other runs)" if suite.added else ""
         print(f"suite {suite.name}, profile {suite.profile}: {len(runs)} runs{added} -> {results}", file=sys.stderr)

@@ -78,6 +78,7 @@ def prepare(cfg: RunConfig, out: Path | str) -> Prepared:
     """Validate every input (config, method, task, memory, output directory) before anything is written."""
     cfg.validate()
     resolved, method = resolve(cfg)
+    method.check_can_train(resolved)
     env = make_env(cfg.env)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     env.close()

@@ -180,3 +180,43 @@ def test_suite_plan_prints_the_seeds_each_comparison_needs_before_any_run(tmp_pa
     with pytest.raises(SystemExit) as info:
         main(["suite", "plan", path, "--spread", "nan"])
     assert info.value.code == 2 and "spread=nan" in capsys.readouterr().err
+
+
+def hide_package(monkeypatch, name):
+    """Make ``importlib.util.find_spec`` (and an import) say ``name`` is not installed."""
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a, **k: None if n == name else real(n, *a, **k))
+    monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError
+
+
+def test_a_missing_optional_package_stops_only_runs_still_to_train(tmp_path, capsys, monkeypatch):
+    """sb3 runs need stable-baselines3 to train, not to be planned or reported once finished."""
+    from rlx2.config import ConfigError
+    from rlx2.methods import resolve
+    from rlx2.train import prepare
+
+    pytest.importorskip("stable_baselines3")
+    path = str(write(tmp_path, GOOD.replace('methods = ["dense", "rlx2"]', 'methods = ["sb3"]').replace(
+        "seeds = 2", "seeds = 1")))
+    results = tmp_path / "results"
+    with monkeypatch.context() as patch:
+        hide_package(patch, "stable_baselines3")
+        cfg = load_suite(path).runs[0]
+        assert resolve(cfg)[1].name == "sb3"  # resolving (to compare or report a run) needs no package
+        with pytest.raises(ConfigError, match="stable-baselines3"):
+            prepare(cfg, tmp_path / "adhoc")
+        assert not (tmp_path / "adhoc").exists()
+        with pytest.raises(SystemExit) as info:
+            main(["suite", "run", path, "--results", str(results), "--quiet", "--workers", "1"])
+        assert info.value.code == 2 and "method='sb3'" in capsys.readouterr().err
+        assert not results.exists() or not list(results.rglob("config.json"))  # refused before any run started
+    assert main(["suite", "run", path, "--results", str(results), "--quiet", "--workers", "1"]) == 0
+    capsys.readouterr()
+    with monkeypatch.context() as patch:  # finished: running, planning and reporting it need no stable-baselines3
+        hide_package(patch, "stable_baselines3")
+        assert main(["suite", "run", path, "--results", str(results), "--quiet", "--workers", "1"]) == 0
+        assert "1 already done" in capsys.readouterr().out
+        assert main(["suite", "plan", path, "--results", str(results)]) == 0

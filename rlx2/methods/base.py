@@ -79,6 +79,14 @@ class Method:
             changes.update(actor_sparsity=0.0, critic_sparsity=0.0)
         return cfg.replace(**changes)
 
+    def check_can_train(self, cfg: RunConfig) -> None:
+        """Raise ConfigError if this machine cannot train ``cfg`` (a method's optional package is missing).
+
+        Called before a run starts (``rlx2 run``, and ``rlx2 suite run`` for every run it still
+        has to train), never to resolve, compare or report finished runs: a profile whose
+        stable-baselines3 runs are done plans and reports without stable-baselines3 installed.
+        """
+
     def sparsity(self, cfg: RunConfig, role: str) -> float:
         return cfg.actor_sparsity if role == "actor" else cfg.critic_sparsity
 
