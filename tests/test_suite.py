@@ -220,3 +220,5 @@ def test_a_missing_optional_package_stops_only_runs_still_to_train(tmp_path, cap
         assert main(["suite", "run", path, "--results", str(results), "--quiet", "--workers", "1"]) == 0
         assert "1 already done" in capsys.readouterr().out
         assert main(["suite", "plan", path, "--results", str(results)]) == 0
+        assert main(["report", path, "--results", str(results), "--out", str(tmp_path / "report")]) == 0
+        assert (tmp_path / "report" / "index.md").is_file()
