@@ -175,7 +175,12 @@ class Agent:
         """
         critic = self.controllers["critic"]
         if self.cfg.critic_grow_gradient == "reference" and critic.update_due:
-            self.critic_opt.zero_grad(set_to_none=False)
+            # zero_grad(set_to_none=False) with new zero tensors: a gradient the kernel path stored is a buffer it
+            # writes again on its next backward (``NetworkPattern.grad_buffers``), never to be accumulated into
+            for group in self.critic_opt.param_groups:
+                for param in group["params"]:
+                    if param.grad is not None:
+                        param.grad = torch.zeros_like(param.grad)
             yield
             critic.carry_grow_gradient()
         else:

@@ -62,7 +62,7 @@ def store_parameter_grads(pattern: NetworkPattern, saved: tuple, grad: torch.Ten
 
 def store_grads(pattern: NetworkPattern, saved: tuple, g: np.ndarray) -> None:
     """Backward of one network from ``g`` (``[out, B]``, contiguous) into every parameter's ``.grad``."""
-    head, kernel, _ = backward_arrays(pattern, saved, g, (True,) * (2 * len(pattern.layers)), False)
+    head, kernel, _ = backward_arrays(pattern, saved, g, (True,) * (2 * len(pattern.layers)), False, reuse=True)
     for (weight, bias), weight_grad, bias_grad in zip(pattern.params, (head + kernel)[0::2], (head + kernel)[1::2]):
         weight.grad, bias.grad = weight_grad, bias_grad
 

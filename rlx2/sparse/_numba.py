@@ -224,11 +224,13 @@ def mlp_forward(meta, crow, col, flat, weights, biases, x, x_batch_major, hidden
 
 @numba.njit(cache=True, nogil=True, fastmath=_PRODUCT)
 def mlp_backward(meta, crow, col, flat, crow_t, col_t, flat_t, weights, x, hidden, grad, weight_grads, bias_grads,
-                 grad_in, need_weights, gate_in):
+                 grad_in, need_weights, gate_in, zero_weight_grads):
     """Backward of ``mlp_forward`` from ``grad`` (``[out, B]``, the gradient of its output).
 
     With ``need_weights``: every weight gradient at its layer's pattern positions (the rest of
-    each flat array zeroed) and every bias gradient. With a non-empty ``grad_in`` (``[in, B]``):
+    each flat array zeroed first with ``zero_weight_grads``; without it the caller's arrays are
+    already zero there: buffers kept for one pattern, ``NetworkPattern.grad_buffers``) and
+    every bias gradient. With a non-empty ``grad_in`` (``[in, B]``):
     the gradient of the input ``x``, through a ReLU whose output ``x`` is when ``gate_in``.
     An input gradient is a product with ``W^T``, row by row over the transposed pattern
     (``crow_t``, ``col_t``, ``flat_t``; ``meta[l, 4]`` its first row pointer), gated by the
@@ -248,7 +250,8 @@ def mlp_backward(meta, crow, col, flat, crow_t, col_t, flat_t, weights, x, hidde
         w = weights[layer]
         if need_weights:
             gw = weight_grads[layer]
-            gw[:] = 0.0
+            if zero_weight_grads:
+                gw[:] = 0.0
             gb = bias_grads[layer]
             for o in range(n_out):
                 go = g[o]
