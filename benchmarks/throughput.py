@@ -8,7 +8,12 @@ memory, the median time of one actor call on one observation, and, for our agent
 breakdown of an environment step into the pieces of an update (``Agent.laps``), acting
 and the rest (environment step, replay sampling, buffer, loop). Measurements are
 interleaved (every config once, then again, ``--repeats`` times) so a machine whose speed
-drifts affects all configs alike; the tables show medians, the min-max spread and ratios
+drifts affects all configs alike, and each repeat starts one measurement later than the
+one before (a rotation), so no config always runs in the same slot: on one shared host
+(2026-12-02) the same checkout measured against itself as a baseline read 0.66x and 0.96x
+in fixed slots, and processes of one config there ran either ~300 or ~460 steps/s. Read
+ratios from several repeats, and an engine change from an interleaved comparison inside
+one process where it can be made; the tables show medians, the min-max spread and ratios
 of medians from this one run: against stable-baselines3 with the same algorithm, network
 sizes (256, 256), batch (256) and schedule (one gradient step per env step, policy delay
 2), and against our own dense agent. ``--baseline PYTHON`` also measures another checkout
@@ -192,7 +197,9 @@ def throughput(args: argparse.Namespace) -> list[dict]:
     rows = []
     for repeat in range(args.repeats):
         for algo in args.algos:
-            for label, python, config in plan(args):
+            runs = plan(args)
+            shift = repeat % len(runs)  # each repeat starts one measurement later: no config keeps one slot
+            for label, python, config in runs[shift:] + runs[:shift]:
                 got = measure(python, algo, args.env, config, args.warmup, args.learn, seed=repeat, clock=args.clock)
                 name = f"{config} @{label}" if label else config
                 rows.append({"algo": algo, "env": args.env, "config": name, "repeat": repeat, **got})
