@@ -96,3 +96,26 @@ def test_kernel_update_declines_networks_off_the_kernels():
         agent.update(buffer.sample(32, 3, 0.99))
     assert agent._kernels.taken == {"critic": 0, "actor": 0, "target": 0}
     assert agent._kernels.declined == {"critic": 4, "actor": 2, "target": 4}
+
+
+def test_kept_weight_gradients_are_written_only_by_the_kernels():
+    """The critic's weight gradients land in arrays kept per mask pattern (``NetworkPattern.grad_buffers``),
+    zero off the pattern, since the kernel writes only active positions. The reference setting's carried grow
+    gradient (the actor loss backpropagated through the critic before its topology update) must not accumulate
+    into them: without new zero tensors there, that dense gradient would fill the kept array off the pattern."""
+    agent = sparse_agent("sac", "reference", (64, 64), True)
+    buffer = filled_buffer(11, 3)
+    q2 = agent.critic.q2
+    middle = q2[2]
+    for _ in range(3):
+        agent.update(buffer.sample(32, 3, 0.99))
+    pattern = q2.network_pattern(q2.fused_layers(), False)
+    kept = pattern.grad_buffers()[2][2]  # the middle layer's weight gradient, in its weight's shape
+    mask = middle.mask.clone()
+    assert middle.weight.grad is kept
+    carried = 0
+    while not agent.controllers["critic"].events:  # through the critic's first topology update
+        agent.update(buffer.sample(32, 3, 0.99))
+        carried += agent.controllers["critic"].carried is not None
+        assert kept[~mask].abs().sum() == 0
+    assert carried == 1 and kept[mask].abs().sum() > 0
