@@ -51,7 +51,8 @@ def test_runs_reproduce_the_golden_records(trained, implementation, algo, method
     run = run_id(golden_config(algo, method))
     records_dir = records(implementation, run)  # this CPU vendor's, where they differ (make_golden.py)
     for name in KEPT[:2]:
-        assert (out / run / name).read_bytes() == (records_dir / name).read_bytes(), f"{implementation}/{run}/{name} changed"
+        got_bytes, want_bytes = (out / run / name).read_bytes(), (records_dir / name).read_bytes()
+        assert got_bytes == want_bytes, f"{implementation}/{run}/{name} changed"
     got = torch.load(out / run / "model.pt", weights_only=True)
     want = torch.load(records_dir / "model.pt", weights_only=True)
 
