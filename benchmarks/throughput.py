@@ -11,7 +11,7 @@ interleaved (every config once, then again, ``--repeats`` times) so a machine wh
 drifts affects all configs alike, and each repeat starts one measurement later than the
 one before (a rotation), so no config always runs in the same slot: on one shared host
 (2026-12-02) the same checkout measured against itself as a baseline read 0.66x and 0.96x
-in fixed slots, and processes of one config there ran either ~300 or ~460 steps/s. Read
+in fixed slots, and one config's speed moved 1.5-2x within minutes, inside one process too. Read
 ratios from several repeats, and an engine change from an interleaved comparison inside
 one process where it can be made; the tables show medians, the min-max spread and ratios
 of medians from this one run: against stable-baselines3 with the same algorithm, network
@@ -28,6 +28,7 @@ once (one label per interpreter, in order), each baseline getting its own ratio 
         --baseline ../older/.venv/bin/python --baseline-label older
     python benchmarks/throughput.py --kernels            # CSR vs dense kernels by density
     python benchmarks/throughput.py --floor              # the compiled kernels' own cost of one TD3 step
+    python benchmarks/throughput.py --in-place           # the same kernels timed inside real TD3 updates
     python benchmarks/throughput.py --scaling            # local executor, 1 vs 2 workers
 
 Clock: by default every time is the child's CPU time (``--clock cpu``: the child replaces
@@ -349,6 +350,76 @@ def floor(args: argparse.Namespace) -> None:
               + f" | {sum(pieces) / 1000:.2f} |")
 
 
+def child_in_place(config: str, env: str, warmup: int, learn: int) -> dict:
+    """Inside one real TD3 run of ``config``: ms per update in ``TD3.update`` and in each compiled kernel and MKL
+    product it calls (timed in place, after the warm-up run), for ``in_place``."""
+    import torch
+
+    import rlx2.agents.td3 as td3
+    import rlx2.sparse.kernels as kernels_module
+
+    spent: dict[str, float] = {}
+    timing = {"on": False, "inside": False}  # after the warm-up run; inside an update (not acting, evaluating)
+
+    def timed(name, fn):
+        def call(*args, **kwargs):
+            if not (timing["on"] and (timing["inside"] or name == "update")):
+                return fn(*args, **kwargs)
+            timing["inside"] = True
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+                timing["inside"] = name != "update"
+        return call
+
+    compiled = kernels_module.compiled()
+    pieces = {"mlp_forward": "sparse forward", "mlp_backward": "sparse backward", "adam": "Adam", "lerp": "Polyak"}
+    for attribute, name in pieces.items():
+        setattr(compiled, attribute, timed(name, getattr(compiled, attribute)))
+    torch.addmm, torch.mm = timed("MKL", torch.addmm), timed("MKL", torch.mm)  # the dense first layers
+    td3.TD3.update = timed("update", td3.TD3.update)
+    warm = globals()["warm_up"]
+
+    def warm_then_time(cfg, out):
+        warm(cfg, out)
+        timing["on"] = True
+
+    globals()["warm_up"] = warm_then_time
+    agents = []
+    make = td3.TD3.__init__
+
+    def counting_init(self, *args, **kwargs):
+        make(self, *args, **kwargs)
+        agents.append(self)
+
+    td3.TD3.__init__ = counting_init
+    child_rlx2("td3", env, config, warmup, learn, seed=0)
+    updates = agents[-1].iterations  # the measured run's agent: every update after the warm-up run
+    return {name: 1e3 * seconds / updates for name, seconds in spent.items()}
+
+
+def in_place(args: argparse.Namespace) -> None:
+    """Where a real TD3 update's time goes at 90/85 % and 98/95 %: the compiled kernels and MKL products timed in
+    place (each a fresh child process, one thread, ``--clock``), against ``--floor``'s repeated calls. The rest
+    is Python and small tensor operations; kernels slower in place than in ``--floor`` are cache misses."""
+    print("| config | update ms | sparse forward | sparse backward | Adam | Polyak | MKL (first layers) | rest |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for config in ("rlx2 90/85", "rlx2 98/95"):
+        command = [sys.executable, __file__, "--in-place-child", config, args.env, str(args.warmup), str(args.learn),
+                   args.clock]
+        environ = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        done = subprocess.run(command, capture_output=True, text=True, env=environ)
+        if done.returncode != 0:
+            raise RuntimeError(f"{config} failed:\n{done.stderr[-3000:]}")
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        named = ("sparse forward", "sparse backward", "Adam", "Polyak", "MKL")
+        rest = got["update"] - sum(got.get(name, 0.0) for name in named)
+        print(f"| {config} | {got['update']:.2f} | " + " | ".join(f"{got.get(name, 0.0):.2f}" for name in named)
+              + f" | {rest:.2f} |")
+
+
 def late(args: argparse.Namespace) -> None:
     """The critic's Adam step late in a RigL or RLx2 run, when every weight dropped so far has subnormal moments.
 
@@ -459,6 +530,15 @@ def main() -> None:
         got = child_rlx2(algo, env, config, int(warmup), int(learn), int(seed))
         print(json.dumps(got))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--in-place-child":
+        config, env, warmup, learn, clock = sys.argv[2:7]
+        if clock == "cpu":
+            time.perf_counter = time.process_time
+        import torch
+
+        torch.set_num_threads(1)
+        print(json.dumps(child_in_place(config, env, int(warmup), int(learn))))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", choices=("td3", "sac"), default=["td3", "sac"])
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=DEFAULT_CONFIGS)
@@ -473,6 +553,8 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true", help="only measure the local executor, 1 vs 2 workers")
     parser.add_argument("--floor", action="store_true",
                         help="only time the compiled kernels of one RLx2-TD3 step, without the Python around them")
+    parser.add_argument("--in-place", action="store_true",
+                        help="only time the kernels and MKL products inside real TD3 updates (90/85 and 98/95 %%)")
     parser.add_argument("--late", action="store_true",
                         help="only time the critic's Adam step late in a RigL/RLx2 run (subnormal moments)")
     parser.add_argument("--baseline", action="append", default=[],
@@ -501,6 +583,9 @@ def main() -> None:
         return
     if args.late:
         late(args)
+        return
+    if args.in_place:
+        in_place(args)
         return
     import torch
 
