@@ -355,11 +355,32 @@ def child_in_place(config: str, env: str, warmup: int, learn: int) -> dict:
     product it calls (timed in place, after the warm-up run), for ``in_place``."""
     import torch
 
+    import rlx2.agents.base as base
     import rlx2.agents.td3 as td3
     import rlx2.sparse.kernels as kernels_module
 
     spent: dict[str, float] = {}
     timing = {"on": False, "inside": False}  # after the warm-up run; inside an update (not acting, evaluating)
+
+    class KernelLaps(base.Laps):
+        """``Agent.laps`` that also books the kernel and MKL time since the last mark to the piece it ends."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.kernel_seconds: dict[str, float] = {}
+            self._kernels_at_mark = 0.0
+
+        def start(self) -> None:
+            super().start()
+            self._kernels_at_mark = sum(v for k, v in spent.items() if k != "update")
+
+        def lap(self, piece: str) -> None:
+            super().lap(piece)
+            now = sum(v for k, v in spent.items() if k != "update")
+            self.kernel_seconds[piece] = self.kernel_seconds.get(piece, 0.0) + now - self._kernels_at_mark
+            self._kernels_at_mark = now
+
+    base.Laps = KernelLaps  # child_rlx2 installs the agent's Laps from this module
 
     def timed(name, fn):
         def call(*args, **kwargs):
@@ -396,8 +417,12 @@ def child_in_place(config: str, env: str, warmup: int, learn: int) -> dict:
 
     td3.TD3.__init__ = counting_init
     child_rlx2("td3", env, config, warmup, learn, seed=0)
-    updates = agents[-1].iterations  # the measured run's agent: every update after the warm-up run
-    return {name: 1e3 * seconds / updates for name, seconds in spent.items()}
+    agent = agents[-1]  # the measured run's agent: every update after the warm-up run
+    updates = agent.iterations
+    got = {name: 1e3 * seconds / updates for name, seconds in spent.items()}
+    got["pieces"] = {piece: [1e3 * seconds / updates, 1e3 * agent.laps.kernel_seconds.get(piece, 0.0) / updates]
+                     for piece, seconds in agent.laps.seconds.items()}
+    return got
 
 
 def in_place(args: argparse.Namespace) -> None:
@@ -406,6 +431,7 @@ def in_place(args: argparse.Namespace) -> None:
     is Python and small tensor operations; kernels slower in place than in ``--floor`` are cache misses."""
     print("| config | update ms | sparse forward | sparse backward | Adam | Polyak | MKL (first layers) | rest |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    by_piece = {}
     for config in ("rlx2 90/85", "rlx2 98/95"):
         command = [sys.executable, __file__, "--in-place-child", config, args.env, str(args.warmup), str(args.learn),
                    args.clock]
@@ -418,6 +444,13 @@ def in_place(args: argparse.Namespace) -> None:
         rest = got["update"] - sum(got.get(name, 0.0) for name in named)
         print(f"| {config} | {got['update']:.2f} | " + " | ".join(f"{got.get(name, 0.0):.2f}" for name in named)
               + f" | {rest:.2f} |")
+        by_piece[config] = got["pieces"]
+    print("\nThe rest by piece of the update (ms per update: the piece's time, minus its kernels and MKL):\n")
+    pieces = PIECES[:6]
+    print("| config | " + " | ".join(pieces) + " |")
+    print("|---|" + "---:|" * len(pieces))
+    for config, got in by_piece.items():
+        print(f"| {config} | " + " | ".join(f"{got[p][0] - got[p][1]:.2f}" if p in got else "-" for p in pieces) + " |")
 
 
 def late(args: argparse.Namespace) -> None:
