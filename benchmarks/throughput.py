@@ -427,8 +427,9 @@ def child_in_place(config: str, env: str, warmup: int, learn: int) -> dict:
 
 def in_place(args: argparse.Namespace) -> None:
     """Where a real TD3 update's time goes at 90/85 % and 98/95 %: the compiled kernels and MKL products timed in
-    place (each a fresh child process, one thread, ``--clock``), against ``--floor``'s repeated calls. The rest
-    is Python and small tensor operations; kernels slower in place than in ``--floor`` are cache misses."""
+    place (each a fresh child process, one thread, ``--clock``); compare them with ``--floor``'s repeated calls
+    run just before (a shared host's speed moves within minutes). The rest is Python and small tensor
+    operations, split by the update's pieces (``Agent.laps``)."""
     print("| config | update ms | sparse forward | sparse backward | Adam | Polyak | MKL (first layers) | rest |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     by_piece = {}

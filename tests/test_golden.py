@@ -67,3 +67,18 @@ def test_runs_reproduce_the_golden_records(trained, implementation, algo, method
     assert sorted(got) == sorted(want)
     for key, tensor in want.items():
         assert torch.equal(got[key], tensor), f"{implementation}/{run}/model.pt: {key} changed"
+
+
+def test_a_vendor_s_own_records_replace_the_common_ones_only_where_they_exist(tmp_path, monkeypatch):
+    """``records`` picks ``by-vendor/<vendor_id>/<implementation>/<run>`` when that vendor has its own records of
+    the run (make_golden.py's docstring), else the common ones."""
+    import make_golden
+
+    run = "sac/Hopper-v5/rlx2/seed-0"
+    (tmp_path / "by-vendor" / "AuthenticAMD" / "torch" / run).mkdir(parents=True)
+    monkeypatch.setattr(make_golden, "HERE", tmp_path)
+    monkeypatch.setattr(make_golden, "vendor", lambda: "AuthenticAMD")
+    assert make_golden.records("torch", run) == tmp_path / "by-vendor" / "AuthenticAMD" / "torch" / run
+    assert make_golden.records("numba", run) == tmp_path / "numba" / run
+    monkeypatch.setattr(make_golden, "vendor", lambda: "GenuineIntel")
+    assert make_golden.records("torch", run) == tmp_path / "torch" / run
