@@ -82,3 +82,31 @@ def test_a_vendor_s_own_records_replace_the_common_ones_only_where_they_exist(tm
     assert make_golden.records("numba", run) == tmp_path / "numba" / run
     monkeypatch.setattr(make_golden, "vendor", lambda: "GenuineIntel")
     assert make_golden.records("torch", run) == tmp_path / "torch" / run
+
+
+def test_regenerating_one_implementation_leaves_the_other_s_records(tmp_path, monkeypatch):
+    """``make_golden.py numba`` rewrites only ``numba/`` (the PyTorch path's records, made on another CPU, stay);
+    an unknown implementation is refused before anything is trained or removed."""
+    import make_golden
+
+    def fake_train(out: Path, implementation: str) -> None:
+        for algo, method in RECORDED[implementation]:
+            run_dir = out / run_id(golden_config(algo, method))
+            run_dir.mkdir(parents=True)
+            for name in KEPT:
+                (run_dir / name).write_text(f"new {implementation}")
+
+    kept = tmp_path / "torch" / "kept.txt"
+    kept.parent.mkdir()
+    kept.write_text("made elsewhere")
+    monkeypatch.setattr(make_golden, "HERE", tmp_path)
+    monkeypatch.setattr(make_golden, "train_pinned", fake_train)
+    monkeypatch.setattr(sys, "argv", ["make_golden.py", "numba"])
+    make_golden.main()
+    run = run_id(golden_config("td3", "rlx2"))
+    assert (tmp_path / "numba" / run / "model.pt").read_text() == "new numba"
+    assert kept.read_text() == "made elsewhere" and not (tmp_path / "torch" / run).exists()
+    monkeypatch.setattr(sys, "argv", ["make_golden.py", "cuda"])
+    with pytest.raises(SystemExit, match="cuda"):
+        make_golden.main()
+    assert (tmp_path / "numba" / run).exists()
