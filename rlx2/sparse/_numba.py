@@ -7,12 +7,12 @@ weight; an unmasked layer lists every entry), all layers concatenated, with ``me
 feature-major ``[features, batch]``, so every inner loop runs over the batch, contiguous.
 
 Products (the forward's, and an input gradient computed alone) and element-wise updates use
-no fast-math, so their results do not depend on the CPU's vector width. The reductions (a weight gradient is a dot product over the
-batch, a bias gradient a sum) may be reassociated, which is what lets them vectorise, and
-so may the input gradient of a layer whose weight gradients are wanted too: both come from
-one pass over the output gradient's rows (``_input_and_weight_grads``). Their rounding then
-follows the vector width of the CPU they were compiled for (the golden runs pin
-``NUMBA_CPU_NAME``).
+no fast-math, so their results do not depend on the CPU's vector width. The reductions (a
+weight gradient is a dot product over the batch, a bias gradient a sum) may be reassociated,
+which is what lets them vectorise, and so may the input gradient of a layer whose weight
+gradients are wanted too: both come from one pass over the output gradient's rows
+(``_input_and_weight_grads``). Their rounding then follows the vector width of the CPU they
+were compiled for (the golden runs pin ``NUMBA_CPU_NAME``).
 """
 
 from __future__ import annotations
