@@ -62,14 +62,14 @@ def store_parameter_grads(pattern: NetworkPattern, saved: tuple, grad: torch.Ten
 
 def store_grads(pattern: NetworkPattern, saved: tuple, g: np.ndarray) -> None:
     """Backward of one network from ``g`` (``[out, B]``, contiguous) into every parameter's ``.grad``."""
-    head, kernel, _ = backward_arrays(pattern, saved, g, (True,) * (2 * len(pattern.layers)), False, reuse=True)
-    for (weight, bias), weight_grad, bias_grad in zip(pattern.params, (head + kernel)[0::2], (head + kernel)[1::2]):
+    grads, _ = backward_arrays(pattern, saved, g, (True,) * (2 * len(pattern.layers)), False, reuse=True)
+    for (weight, bias), weight_grad, bias_grad in zip(pattern.params, grads[0::2], grads[1::2]):
         weight.grad, bias.grad = weight_grad, bias_grad
 
 
 def input_grad(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor) -> torch.Tensor:
     """The gradient of one network's input (``[B, in]``) from ``grad`` of its output; no parameter's."""
-    _, _, grad_x = network_backward(pattern, saved, grad, (False,) * (2 * len(pattern.layers)), True)
+    _, grad_x = network_backward(pattern, saved, grad, (False,) * (2 * len(pattern.layers)), True)
     return grad_x
 
 
@@ -97,7 +97,7 @@ class Workspace:
 
     def network(self, name: str, pattern: NetworkPattern, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(x_in, hidden, out)`` for ``forward_arrays`` on ``pattern``."""
-        return (self.array(f"{name}.x_in", (pattern.kernel_in, batch)),
+        return (self.array(f"{name}.x_in", (pattern.in_features, batch)),
                 self.array(f"{name}.hidden", (pattern.hidden, batch)),
                 self.array(f"{name}.out", (pattern.out_features, batch)))
 
@@ -114,7 +114,7 @@ class Workspace:
 
 def run_network(workspace: Workspace, name: str, pattern: NetworkPattern, x: np.ndarray) -> tuple[np.ndarray, tuple]:
     """``forward_arrays`` of ``pattern`` on ``x`` (``[B, in]``) into the workspace's arrays named ``name``."""
-    return forward_arrays(pattern, torch.from_numpy(x), x, workspace.network(name, pattern, x.shape[0]))
+    return forward_arrays(pattern, x, workspace.network(name, pattern, x.shape[0]))
 
 
 def minimum_grads(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +130,7 @@ class KernelUpdate:
         self.agent = agent
         self.workspace = Workspace()
 
-    @torch.no_grad()  # the kernels' inputs are plain arrays (a dense first layer runs on MKL)
+    @torch.no_grad()  # no graph: the gradients are written out
     def critic_loss(self, batch, target: torch.Tensor) -> float | None:
         """Critic forward, loss and gradients (into ``.grad``), or None where the autograd path must run.
 
@@ -208,7 +208,7 @@ class TD3KernelUpdate(KernelUpdate):
         q, q_saved = run_network(self.workspace, "actor.q1", q1, pairs)
         loss = -torch.from_numpy(q).t().mean()
         grad_q = mean_grad(torch.from_numpy(q), -_ONE).contiguous().numpy()
-        _, _, grad_x = backward_arrays(q1, q_saved, grad_q, (False,) * (2 * len(q1.layers)), True)  # [B, in]
+        _, grad_x = backward_arrays(q1, q_saved, grad_q, (False,) * (2 * len(q1.layers)), True)  # [B, in]
         grad_action = grad_x[:, obs.shape[1]:].t()  # [act, B]
         store_grads(actor, actor_saved, torch.ops.aten.tanh_backward(grad_action, action).contiguous().numpy())
         return loss.item()

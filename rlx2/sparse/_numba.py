@@ -274,18 +274,17 @@ def _input_and_weight_grads(rows, cols, flats, w, g, h, gw, g_in, gated):
 
 @numba.njit(cache=True, nogil=True, fastmath=_PRODUCT)
 def mlp_backward(meta, crow, col, flat, crow_t, col_t, flat_t, weights, x, hidden, grad, weight_grads, bias_grads,
-                 grad_in, need_weights, gate_in, zero_weight_grads):
+                 grad_in, need_weights, zero_weight_grads):
     """Backward of ``mlp_forward`` from ``grad`` (``[out, B]``, the gradient of its output).
 
     With ``need_weights``: every weight gradient at its layer's pattern positions (the rest of
     each flat array zeroed first with ``zero_weight_grads``; without it the caller's arrays are
     already zero there: buffers kept for one pattern, ``NetworkPattern.grad_buffers``) and
-    every bias gradient. With a non-empty ``grad_in`` (``[in, B]``):
-    the gradient of the input ``x``, through a ReLU whose output ``x`` is when ``gate_in``.
-    An input gradient is a product with ``W^T``, row by row over the transposed pattern
+    every bias gradient. With a non-empty ``grad_in`` (``[in, B]``): the gradient of the input
+    ``x``. An input gradient is a product with ``W^T``, row by row over the transposed pattern
     (``crow_t``, ``col_t``, ``flat_t``; ``meta[l, 4]`` its first row pointer), gated by the
-    ReLU before the layer; where the layer's weight gradients are wanted too, both come from
-    that one pass (``_input_and_weight_grads``).
+    ReLU before the layer (none before the first); where the layer's weight gradients are
+    wanted too, both come from that one pass (``_input_and_weight_grads``).
     """
     layers = meta.shape[0]
     batch = grad.shape[1]
@@ -301,7 +300,7 @@ def mlp_backward(meta, crow, col, flat, crow_t, col_t, flat_t, weights, x, hidde
         w = weights[layer]
         if layer == 0:
             g_in = grad_in
-            gated = gate_in
+            gated = False  # the network's input: no ReLU before it
         else:
             g_in = np.empty((n_in, batch), np.float32)
             gated = True  # the ReLU between layers

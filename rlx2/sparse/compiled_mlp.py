@@ -30,17 +30,13 @@ import rlx2.sparse.kernels as kernels
 from rlx2.sparse.backend import SparsePattern
 
 
-#: A first layer denser than this runs on MKL (``NetworkPattern.head_dense``).
-HEAD_MIN_DENSITY = 0.5
-
-
 class NetworkPattern:
     """One MLP as the compiled path runs it: its layers' CSR patterns, concatenated.
 
-    A first layer more than ``HEAD_MIN_DENSITY`` dense (the input layer, which the
-    layer-density distribution leaves 30-100 % dense) runs as MKL's dense product plus ReLU,
-    which the pattern loop matches only up to about that density (measured on 256 x 11-23
-    layers, batch 256); every other layer runs on its pattern in the kernels (``head_dense``).
+    Every layer runs in the kernels on its pattern, the input layer too (which the
+    layer-density distribution leaves 30-100 % dense). Earlier a first layer more than half dense ran as MKL's dense product instead, faster
+    on calls repeated alone; inside real updates the kernels were 1.04x per TD3 update
+    at 90/85 % (an MKL call there pays its dispatch cold, between kernels; README "Speed").
     Built once per set of masks and backends (``valid_for`` checks them cheaply on every
     call), the index arrays only for networks the compiled path takes (``usable``).
     """
@@ -51,17 +47,10 @@ class NetworkPattern:
         self.masks = [layer._buffers["mask"] for layer in self.layers]
         self.versions = [None if mask is None else mask._version for mask in self.masks]
         self.backends = [layer.backend for layer in self.layers]
-        csr = [layer.uses_csr() for layer in self.layers]
         #: The compiled path takes networks with a CSR layer (dense ones keep MKL's dense products) and biases.
-        self.usable = any(csr) and all(b is not None for _, b in self.params)
-        first = self.layers[0]
-        density = 1.0 if self.masks[0] is None else first.density
-        self.head_dense = len(self.layers) > 1 and not csr[0] and density > HEAD_MIN_DENSITY
-        self.kernel_layers = self.layers[1:] if self.head_dense else self.layers
-        self.kernel_params = self.params[1:] if self.head_dense else self.params
+        self.usable = any(layer.uses_csr() for layer in self.layers) and all(b is not None for _, b in self.params)
         self.in_features, self.out_features = self.layers[0].in_features, self.layers[-1].out_features
-        self.kernel_in = self.kernel_layers[0].in_features
-        self.hidden = sum(layer.out_features for layer in self.kernel_layers[:-1])
+        self.hidden = sum(layer.out_features for layer in self.layers[:-1])
         self._indices: tuple | None = None
         self._views: tuple | None = None
         self._grads: tuple | None = None
@@ -82,13 +71,12 @@ class NetworkPattern:
         return True
 
     def indices(self) -> tuple:
-        """``(meta, crow, col, flat, crow_t, col_t, flat_t)`` of the kernel layers (``rlx2.sparse._numba``)."""
+        """``(meta, crow, col, flat, crow_t, col_t, flat_t)`` of the layers (``rlx2.sparse._numba``)."""
         if self._indices is None:
             parts: list[list[torch.Tensor]] = [[] for _ in range(6)]
             meta = []
             rows = rows_t = entries = 0
-            masks = self.masks[1:] if self.head_dense else self.masks
-            for layer, mask in zip(self.kernel_layers, masks):
+            for layer, mask in zip(self.layers, self.masks):
                 out_features, in_features = layer.weight.shape
                 if mask is None:
                     pattern = SparsePattern.of(torch.ones(out_features, in_features, dtype=torch.bool))
@@ -107,11 +95,11 @@ class NetworkPattern:
         return self._indices
 
     def arrays(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-        """NumPy views of the kernel layers' weights (flat) and biases, refreshed if a parameter's storage moved."""
-        pointers = tuple(t.data_ptr() for pair in self.kernel_params for t in pair)
+        """NumPy views of the layers' weights (flat) and biases, refreshed if a parameter's storage moved."""
+        pointers = tuple(t.data_ptr() for pair in self.params for t in pair)
         if self._views is None or self._views[0] != pointers:
-            weights = tuple(weight.detach().view(-1).numpy() for weight, _ in self.kernel_params)
-            biases = tuple(bias.detach().numpy() for _, bias in self.kernel_params)
+            weights = tuple(weight.detach().view(-1).numpy() for weight, _ in self.params)
+            biases = tuple(bias.detach().numpy() for _, bias in self.params)
             self._views = (pointers, weights, biases)
         return self._views[1], self._views[2]
 
@@ -125,10 +113,10 @@ class NetworkPattern:
         positions, which are the same on every call (1.11x per TD3 update at 90/85 %, README "Speed").
         """
         if self._grads is None:
-            weight_grads = tuple(np.zeros(w.numel(), np.float32) for w, _ in self.kernel_params)
-            bias_grads = tuple(np.zeros(b.numel(), np.float32) for _, b in self.kernel_params)
+            weight_grads = tuple(np.zeros(w.numel(), np.float32) for w, _ in self.params)
+            bias_grads = tuple(np.zeros(b.numel(), np.float32) for _, b in self.params)
             tensors = []
-            for (weight, _), weight_grad, bias_grad in zip(self.kernel_params, weight_grads, bias_grads):
+            for (weight, _), weight_grad, bias_grad in zip(self.params, weight_grads, bias_grads):
                 tensors += [torch.from_numpy(weight_grad).view(weight.shape), torch.from_numpy(bias_grad)]
             self._grads = (weight_grads, bias_grads, tensors)
         return self._grads
@@ -137,9 +125,6 @@ class NetworkPattern:
         """The output ``[out]`` for one input ``[in]`` (for one column, ``[1, in]`` and ``[in, 1]`` share memory);
         under ``torch.no_grad`` (``MaskedMLP.infer``)."""
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 1)
-        if self.head_dense:
-            weight, bias = self.params[0]
-            x = torch.addmm(bias.unsqueeze(1), weight, torch.from_numpy(x)).relu_().numpy()
         hidden = np.empty((self.hidden, 1), np.float32)
         out = np.empty((self.out_features, 1), np.float32)
         weights, biases = self.arrays()
@@ -173,31 +158,24 @@ def network_forward(patterns, x: torch.Tensor) -> list[tuple[torch.Tensor, tuple
     x_array = x.numpy()
     results = []
     for pattern in patterns:
-        out, saved = forward_arrays(pattern, x, x_array)
+        out, saved = forward_arrays(pattern, x_array)
         results.append((torch.from_numpy(out).t(), saved))
     return results
 
 
-def forward_arrays(pattern: NetworkPattern, x: torch.Tensor, x_array: np.ndarray, into=None
-                   ) -> tuple[np.ndarray, tuple]:
-    """One network on ``x`` (``[B, in]``, float32, contiguous; ``x_array`` its NumPy view): the output
-    ``[out, B]`` and what its backward needs. ``into``: ``(x_in, hidden, out)`` arrays to write into (a
-    caller reusing them from step to step), else new ones."""
-    batch = x_array.shape[0]
-    if pattern.head_dense:  # MKL: [h, B] = W x^T + b, then its ReLU
-        weight, bias = pattern.params[0]
-        head = torch.addmm(bias.unsqueeze(1), weight, x.t()).relu_()
-        x_in, batch_major = head.numpy(), _NONE
-    else:
-        x_in = np.empty((pattern.kernel_in, batch), np.float32) if into is None else into[0]
-        batch_major = x_array
+def forward_arrays(pattern: NetworkPattern, x: np.ndarray, into=None) -> tuple[np.ndarray, tuple]:
+    """One network on ``x`` (``[B, in]``, float32, C-contiguous): the output ``[out, B]`` and what its backward
+    needs. ``into``: ``(x_in, hidden, out)`` arrays to write into (a caller reusing them from step to step),
+    else new ones."""
+    batch = x.shape[0]
     if into is None:
+        x_in = np.empty((pattern.in_features, batch), np.float32)
         hidden, out = np.empty((pattern.hidden, batch), np.float32), np.empty((pattern.out_features, batch), np.float32)
     else:
-        hidden, out = into[1], into[2]
+        x_in, hidden, out = into
     weights, biases = pattern.arrays()
-    kernels.compiled().mlp_forward(*pattern.indices()[:4], weights, biases, x_in, batch_major, hidden, out)
-    return out, (x, x_in, hidden)
+    kernels.compiled().mlp_forward(*pattern.indices()[:4], weights, biases, x_in, x, hidden, out)
+    return out, (x_in, hidden)
 
 
 _NO_GRADS = {}  # number of layers -> a tuple of empty arrays (no weight gradients wanted)
@@ -226,8 +204,8 @@ class _KernelMLP(torch.autograd.Function):
             if grad is None or not (any(wanted) or needs[1]):
                 grad_params.extend([None] * count)
                 continue
-            head_grads, kernel_grads, gx = network_backward(pattern, saved, grad, wanted, needs[1])
-            grad_params.extend(head_grads + kernel_grads)
+            param_grads, gx = network_backward(pattern, saved, grad, wanted, needs[1])
+            grad_params.extend(param_grads)
             if gx is not None:
                 grad_x = gx if grad_x is None else grad_x + gx
         return (None, grad_x, *grad_params)
@@ -241,45 +219,30 @@ def network_backward(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor, 
 
 def backward_arrays(pattern: NetworkPattern, saved: tuple, g: np.ndarray, wanted: tuple, need_x: bool,
                     reuse: bool = False):
-    """``network_backward`` from ``g``, the gradient of the output as a contiguous ``[out, B]`` array: the head's
-    and the kernel layers' parameter gradients (None where not ``wanted``) and the input's (``[B, in]``, or None).
-    With ``reuse`` the kernel layers' gradients are written into ``pattern.grad_buffers()`` (overwritten by the
-    next such call) instead of new arrays."""
-    x, x_in, hidden = saved
+    """``network_backward`` from ``g``, the gradient of the output as a contiguous ``[out, B]`` array: the
+    parameters' gradients (weight, bias, weight, ...; None where not ``wanted``) and the input's (``[B, in]``,
+    or None). With ``reuse`` the weight and bias gradients are written into ``pattern.grad_buffers()``
+    (overwritten by the next such call) instead of new arrays."""
+    x_in, hidden = saved
     batch = g.shape[1]
-    head = 2 if pattern.head_dense else 0
-    kernel_wanted = wanted[head:]
-    need_weights = any(kernel_wanted)
+    need_weights = any(wanted)
     if need_weights and reuse:
-        weight_grads, bias_grads, kernel_tensors = pattern.grad_buffers()
+        weight_grads, bias_grads, tensors = pattern.grad_buffers()
     elif need_weights:
-        weight_grads = tuple(np.empty(w.numel(), np.float32) for w, _ in pattern.kernel_params)
-        bias_grads = tuple(np.empty(b.numel(), np.float32) for _, b in pattern.kernel_params)
+        weight_grads = tuple(np.empty(w.numel(), np.float32) for w, _ in pattern.params)
+        bias_grads = tuple(np.empty(b.numel(), np.float32) for _, b in pattern.params)
     else:
         weight_grads = bias_grads = _NO_GRADS.setdefault(
-            len(pattern.kernel_params), tuple(np.empty(0, np.float32) for _ in pattern.kernel_params))
-    need_in = need_x or (pattern.head_dense and any(wanted[:2]))
-    grad_in = np.empty((pattern.kernel_in, batch), np.float32) if need_in else _NONE
+            len(pattern.params), tuple(np.empty(0, np.float32) for _ in pattern.params))
+    grad_in = np.empty((pattern.in_features, batch), np.float32) if need_x else _NONE
     weights, _ = pattern.arrays()
     kernels.compiled().mlp_backward(*pattern.indices(), weights, x_in, hidden, g, weight_grads, bias_grads, grad_in,
-                                    need_weights, pattern.head_dense, not (need_weights and reuse))
+                                    need_weights, not (need_weights and reuse))
     if need_weights and reuse:
-        kernel_grads = [t if w else None for t, w in zip(kernel_tensors, kernel_wanted)]
+        param_grads = [t if w else None for t, w in zip(tensors, wanted)]
     else:
-        kernel_grads = []
-        for i, (weight, _) in enumerate(pattern.kernel_params):
-            wanted_weight = kernel_wanted[2 * i]
-            kernel_grads.append(torch.from_numpy(weight_grads[i].reshape(weight.shape)) if wanted_weight else None)
-            kernel_grads.append(torch.from_numpy(bias_grads[i]) if kernel_wanted[2 * i + 1] else None)
-    gx = None
-    if not pattern.head_dense:
-        return [], kernel_grads, torch.from_numpy(grad_in).t() if need_x else None
-    g_head = torch.from_numpy(grad_in)  # the gradient of the first layer's pre-activation, [h, B]
-    weight, _ = pattern.params[0]
-    # Both products as their transposes (x^T g^T, W^T g): MKL takes these layouts about twice as fast on
-    # these shapes (a 256 x 14 result from a sum over the batch) and sums in the same order (bit-identical).
-    head_grads = [torch.mm(x.t(), g_head.t()).t().contiguous() if wanted[0] else None,
-                  g_head.sum(1) if wanted[1] else None]
-    if need_x:
-        gx = torch.mm(weight.t(), g_head).t()  # [B, in]
-    return head_grads, kernel_grads, gx
+        param_grads = []
+        for i, (weight, _) in enumerate(pattern.params):
+            param_grads.append(torch.from_numpy(weight_grads[i].reshape(weight.shape)) if wanted[2 * i] else None)
+            param_grads.append(torch.from_numpy(bias_grads[i]) if wanted[2 * i + 1] else None)
+    return param_grads, torch.from_numpy(grad_in).t() if need_x else None
