@@ -52,14 +52,18 @@ def sparse_agent(algo: str, critic_grow_gradient: str, hidden: tuple[int, int], 
                           ("sac", "critic-loss", (64, 64)),
                           ("td3", "reference", (256, 256)), ("sac", "reference", (256, 256))])
 def test_kernel_update_is_bit_identical_to_autograd_through_topology_updates(algo, critic_grow_gradient, hidden):
-    """Losses, weights, masks, Adam moments (and SAC's temperature) agree exactly over 200 updates with
+    """Weights, masks, Adam moments (and SAC's temperature) agree exactly over 200 updates with
     topology updates of each network; the kernel path takes every step but those before a topology update.
     Every layer runs in the kernels, the input layers (denser than the rest) too."""
     agents = {enabled: sparse_agent(algo, critic_grow_gradient, hidden, enabled) for enabled in (True, False)}
     buffer = filled_buffer(11, 3)
     batches = [buffer.sample(32, 3, 0.99) for _ in range(200)]
     losses = {enabled: [agent.update(batch) for batch in batches] for enabled, agent in agents.items()}
-    assert losses[True] == losses[False]
+    # the logged losses (never differentiated) are summed in float64 on the kernel path, in PyTorch's order on the other
+    assert [row.keys() for row in losses[True]] == [row.keys() for row in losses[False]]
+    for fast_row, slow_row in zip(losses[True], losses[False]):
+        for key, value in fast_row.items():
+            assert value == pytest.approx(slow_row[key], rel=1e-5, abs=1e-6), key
     fast, slow = agents[True], agents[False]
     for network, state in slow.state_dict().items():
         if network == "log_alpha":

@@ -29,9 +29,9 @@ import torch
 from rlx2.agents.gaussian_kernel import sample, sample_backward
 from rlx2.agents.networks import DeterministicActor, TwinQ
 from rlx2.sparse.compiled_mlp import NetworkPattern, backward_arrays, forward_arrays, network_backward, network_forward
+from rlx2.sparse import kernels
 from rlx2.sparse.layers import MaskedMLP
 
-_MEAN = 1  # torch's reduction enum: 'mean'
 _ONE = torch.tensor(1.0)
 
 
@@ -135,7 +135,8 @@ class KernelUpdate:
         """Critic forward, loss and gradients (into ``.grad``), or None where the autograd path must run.
 
         The loss's gradient with respect to each Q is ``mse_loss_backward``'s ``(2 / B) (q - y)``
-        (times the output gradient 1), in the same order of operations, so NumPy rounds it alike.
+        (times the output gradient 1), in the same operations, so it rounds alike; the loss itself
+        (logged, never differentiated) is summed in float64, not in PyTorch's order.
         """
         agent = self.agent
         critic = agent.critic
@@ -144,17 +145,18 @@ class KernelUpdate:
             return None
         pairs = self.workspace.joined("critic.x", batch.obs.numpy(), batch.act.numpy())
         target_array = target.numpy()
-        norm = np.float32(2.0 / target_array.shape[0])
-        loss, states = np.float32(0.0), []
+        batch_size = target_array.shape[0]
+        norm = np.float32(2.0 / batch_size)
+        loss, states = 0.0, []
         for name, pattern in zip(("critic.q1", "critic.q2"), patterns):
             out, saved = run_network(self.workspace, name, pattern, pairs)
-            # F.mse_loss's kernel without its Python wrapper; the two losses summed in float32, as a tensor sum does
-            loss += np.float32(torch._C._nn.mse_loss(torch.from_numpy(out[0]), target, _MEAN).item())
-            states.append((pattern, saved, (out - target_array) * norm))
+            grad = self.workspace.array(f"{name}.grad", (1, batch_size))
+            loss += kernels.compiled().squared_error_grad(out[0], target_array, norm, grad[0])
+            states.append((pattern, saved, grad))
         agent.laps.lap("critic forward + loss")
         for pattern, saved, g in states:
             store_grads(pattern, saved, g)
-        return float(loss)
+        return loss
 
     def actor_patterns(self, critic_heads: list) -> tuple[list[NetworkPattern], list[NetworkPattern]] | None:
         """The actor's and the critic heads' compiled views for an actor loss, or None where autograd must run:
@@ -171,7 +173,7 @@ class TD3KernelUpdate(KernelUpdate):
     def target(self, batch) -> torch.Tensor | None:
         """``TD3.td_target`` on the kernels: the same noise draw and operations, or None where the target
         networks do not run there. The element-wise steps are single IEEE operations (add, multiply, clamp,
-        minimum), which NumPy rounds as PyTorch does; ``tanh`` stays PyTorch's."""
+        minimum), compiled, which round as PyTorch's do; ``tanh`` stays PyTorch's."""
         agent = self.agent
         if type(agent.actor_target) is not DeterministicActor or type(agent.critic_target) is not TwinQ:
             return None  # replaced by something else (a subclass, a test's stand-in): its own forward decides
@@ -180,18 +182,18 @@ class TD3KernelUpdate(KernelUpdate):
         if actor is None or critics is None:
             return None
         cfg = agent.cfg
-        noise = torch.randn(batch.act.shape, generator=agent.generator)
-        noise = (noise * cfg.target_noise).clamp_(-cfg.target_noise_clip, cfg.target_noise_clip)
+        compiled = kernels.compiled()
+        noise = torch.randn(batch.act.shape, generator=agent.generator).numpy()
         obs = batch.bootstrap_obs.numpy()
         raw, _ = run_network(self.workspace, "target.actor", actor[0], obs)
         action = torch.tanh(torch.from_numpy(raw)).numpy()  # [act, B]
         pairs = self.workspace.joined("target.x", obs, noise.shape[1])
-        next_act = pairs[:, obs.shape[1]:]
-        np.add(action.T, noise.numpy(), out=next_act)
-        np.clip(next_act, np.float32(-1.0), np.float32(1.0), out=next_act)
+        compiled.smoothed_actions(action, noise, cfg.target_noise, cfg.target_noise_clip, pairs[:, obs.shape[1]:])
         q1, _ = run_network(self.workspace, "target.q1", critics[0], pairs)
         q2, _ = run_network(self.workspace, "target.q2", critics[1], pairs)
-        return torch.from_numpy(batch.returns.numpy() + batch.discount.numpy() * np.minimum(q1[0], q2[0]))
+        target = np.empty(obs.shape[0], np.float32)  # outlives the call: the critic loss's
+        compiled.bootstrapped_target(batch.returns.numpy(), batch.discount.numpy(), q1[0], q2[0], target)
+        return torch.from_numpy(target)
 
     @torch.no_grad()
     def actor_loss(self, batch) -> float | None:
@@ -206,12 +208,12 @@ class TD3KernelUpdate(KernelUpdate):
         action = torch.tanh(torch.from_numpy(raw))  # [act, B]
         pairs = self.workspace.joined("actor.x", obs, action.numpy().T)
         q, q_saved = run_network(self.workspace, "actor.q1", q1, pairs)
-        loss = -torch.from_numpy(q).t().mean()
-        grad_q = mean_grad(torch.from_numpy(q), -_ONE).contiguous().numpy()
+        grad_q = self.workspace.array("actor.q1.grad", q.shape)
+        loss = -kernels.compiled().mean_grad(q, -1.0, grad_q)
         _, grad_x = backward_arrays(q1, q_saved, grad_q, (False,) * (2 * len(q1.layers)), True)  # [B, in]
         grad_action = grad_x[:, obs.shape[1]:].t()  # [act, B]
         store_grads(actor, actor_saved, torch.ops.aten.tanh_backward(grad_action, action).contiguous().numpy())
-        return loss.item()
+        return loss
 
 
 class SACKernelUpdate(KernelUpdate):

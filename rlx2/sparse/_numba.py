@@ -139,6 +139,53 @@ def _decay(exp_avg, exp_avg_sq, positions, one_minus_beta1, b2):
 
 
 @numba.njit(cache=True, nogil=True)
+def squared_error_grad(q, y, norm, grad):
+    """``grad = (q - y) norm``, ``mse_loss``'s backward (``norm = 2 / B``) in its two IEEE operations, so it
+    rounds as PyTorch's does; returns the mean squared error, summed in float64 (a logged value only)."""
+    total = 0.0
+    for j in range(q.shape[0]):
+        grad[j] = (q[j] - y[j]) * norm
+        error = np.float64(q[j]) - np.float64(y[j])
+        total += error * error
+    return total / q.shape[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def mean_grad(values, scale, grad):
+    """``grad[:] = scale / n``, the gradient of ``scale * mean(values)`` as the mean's backward computes it (one
+    float32 division); returns ``mean(values)``, summed in float64 (a logged value only)."""
+    fill = np.float32(scale) / np.float32(values.size)
+    total = 0.0
+    flat, out = values.ravel(), grad.ravel()
+    for j in range(flat.shape[0]):
+        out[j] = fill
+        total += np.float64(flat[j])
+    return total / flat.shape[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def smoothed_actions(action, noise, scale, limit, out):
+    """TD3's target policy smoothing: ``out[j, a] = clip(action[a, j] + clamp(scale noise[j, a], -limit, limit),
+    -1, 1)`` for the target actor's ``tanh`` output ``action`` (``[act, B]``); single IEEE operations, rounded
+    as PyTorch rounds them (``scale`` and ``limit`` float32, as PyTorch takes a Python scalar)."""
+    scale, limit = np.float32(scale), np.float32(limit)
+    one = np.float32(1.0)
+    for j in range(out.shape[0]):
+        for a in range(out.shape[1]):
+            smoothing = min(max(noise[j, a] * scale, -limit), limit)
+            out[j, a] = min(max(action[a, j] + smoothing, -one), one)
+
+
+@numba.njit(cache=True, nogil=True)
+def bootstrapped_target(returns, discount, q1, q2, out):
+    """``out = returns + discount min(q1, q2)``, TD3's target, as two IEEE operations per entry (no fused
+    multiply-add), rounded as PyTorch rounds them."""
+    for j in range(out.shape[0]):
+        q = q1[j] if q1[j] < q2[j] else q2[j]
+        out[j] = returns[j] + discount[j] * q
+
+
+@numba.njit(cache=True, nogil=True)
 def lerp(targets, sources, positions, weight):
     """``target += weight (source - target)`` for every pair, at its listed flat positions (empty: everywhere)."""
     w = np.float32(weight)
