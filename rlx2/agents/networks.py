@@ -191,8 +191,8 @@ class SoftUpdate:
             torch._foreach_lerp_(self.targets, self.onlines, self.tau)
             return
         pointers = tuple((t.data_ptr(), o.data_ptr()) for t, o in zip(self.targets, self.onlines))
-        masks = [(online.mask, target.mask) for online, target in self.layers]
-        versions = tuple(None if online.mask is None else online.mask._version for online, _ in self.layers)
+        masks = [(online._buffers["mask"], target._buffers["mask"]) for online, target in self.layers]
+        versions = tuple(None if online is None else online._version for online, _ in masks)
         cached = self._arrays
         if (cached is None or cached[0] != pointers or cached[2] != versions
                 or any(a is not c or b is not d for (a, b), (c, d) in zip(masks, cached[1]))):

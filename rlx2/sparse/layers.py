@@ -77,17 +77,18 @@ class MaskedLinear(nn.Linear):
 
     def sparse_pattern(self) -> SparsePattern | None:
         """The mask's CSR index structures, rebuilt only when the mask changed (None: dense)."""
-        if self.mask is None:
+        mask = self._buffers["mask"]  # not ``self.mask``: nn.Module's attribute lookup, on every update
+        if mask is None:
             return None
         cached = self._pattern
         # Holding the mask itself (not its id) means a later tensor can never be mistaken for it.
-        if cached is None or cached[0] is not self.mask or cached[1] != self.mask._version:
-            cached = self._pattern = (self.mask, self.mask._version, SparsePattern.of(self.mask))
+        if cached is None or cached[0] is not mask or cached[1] != mask._version:
+            cached = self._pattern = (mask, mask._version, SparsePattern.of(mask))
         return cached[2]
 
     def csr_pattern(self) -> SparsePattern | None:
         """The pattern ``forward`` computes with, or None when it takes the masked-dense path."""
-        if self.backend == "masked-dense" or self.mask is None:
+        if self.backend == "masked-dense" or self._buffers["mask"] is None:
             return None
         pattern = self.sparse_pattern()
         return pattern if self.backend == "csr" or pattern.density <= CSR_MAX_DENSITY else None
