@@ -366,10 +366,8 @@ def floor(args: argparse.Namespace) -> None:
 
 
 def child_in_place(config: str, env: str, warmup: int, learn: int) -> dict:
-    """Inside one real TD3 run of ``config``: ms per update in ``TD3.update`` and in each compiled kernel and MKL
-    product it calls (timed in place, after the warm-up run), for ``in_place``."""
-    import torch
-
+    """Inside one real TD3 run of ``config``: ms per update in ``TD3.update`` and in each compiled kernel it calls
+    (timed in place, after the warm-up run), for ``in_place``."""
     import rlx2.agents.base as base
     import rlx2.agents.td3 as td3
     import rlx2.sparse.kernels as kernels_module
@@ -378,7 +376,7 @@ def child_in_place(config: str, env: str, warmup: int, learn: int) -> dict:
     timing = {"on": False, "inside": False}  # after the warm-up run; inside an update (not acting, evaluating)
 
     class KernelLaps(base.Laps):
-        """``Agent.laps`` that also books the kernel and MKL time since the last mark to the piece it ends."""
+        """``Agent.laps`` that also books the kernel time since the last mark to the piece it ends."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -411,10 +409,11 @@ def child_in_place(config: str, env: str, warmup: int, learn: int) -> dict:
         return call
 
     compiled = kernels_module.compiled()
-    pieces = {"mlp_forward": "sparse forward", "mlp_backward": "sparse backward", "adam": "Adam", "lerp": "Polyak"}
+    pieces = {"mlp_forward": "sparse forward", "mlp_backward": "sparse backward", "adam": "Adam", "lerp": "Polyak",
+              **dict.fromkeys(("squared_error_grad", "mean_grad", "smoothed_actions", "bootstrapped_target"),
+                              "loss and target steps")}
     for attribute, name in pieces.items():
         setattr(compiled, attribute, timed(name, getattr(compiled, attribute)))
-    torch.addmm, torch.mm = timed("MKL", torch.addmm), timed("MKL", torch.mm)  # the dense first layers
     td3.TD3.update = timed("update", td3.TD3.update)
     warm = globals()["warm_up"]
 
@@ -441,11 +440,11 @@ def child_in_place(config: str, env: str, warmup: int, learn: int) -> dict:
 
 
 def in_place(args: argparse.Namespace) -> None:
-    """Where a real TD3 update's time goes at 90/85 % and 98/95 %: the compiled kernels and MKL products timed in
+    """Where a real TD3 update's time goes at 90/85 % and 98/95 %: the compiled kernels timed in
     place (each a fresh child process, one thread, ``--clock``); compare them with ``--floor``'s repeated calls
     run just before (a shared host's speed moves within minutes). The rest is Python and small tensor
     operations, split by the update's pieces (``Agent.laps``)."""
-    print("| config | update ms | sparse forward | sparse backward | Adam | Polyak | MKL (first layers) | rest |")
+    print("| config | update ms | sparse forward | sparse backward | Adam | Polyak | loss and target steps | rest |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     by_piece = {}
     for config in ("rlx2 90/85", "rlx2 98/95"):
@@ -456,12 +455,12 @@ def in_place(args: argparse.Namespace) -> None:
         if done.returncode != 0:
             raise RuntimeError(f"{config} failed:\n{done.stderr[-3000:]}")
         got = json.loads(done.stdout.strip().splitlines()[-1])
-        named = ("sparse forward", "sparse backward", "Adam", "Polyak", "MKL")
+        named = ("sparse forward", "sparse backward", "Adam", "Polyak", "loss and target steps")
         rest = got["update"] - sum(got.get(name, 0.0) for name in named)
         print(f"| {config} | {got['update']:.2f} | " + " | ".join(f"{got.get(name, 0.0):.2f}" for name in named)
               + f" | {rest:.2f} |")
         by_piece[config] = got["pieces"]
-    print("\nThe rest by piece of the update (ms per update: the piece's time, minus its kernels and MKL):\n")
+    print("\nThe rest by piece of the update (ms per update: the piece's time, minus its kernels):\n")
     pieces = PIECES[:6]
     print("| config | " + " | ".join(pieces) + " |")
     print("|---|" + "---:|" * len(pieces))
@@ -603,7 +602,7 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true",
                         help="only time the compiled kernels of one RLx2-TD3 step, without the Python around them")
     parser.add_argument("--in-place", action="store_true",
-                        help="only time the kernels and MKL products inside real TD3 updates (90/85 and 98/95 %%)")
+                        help="only time the compiled kernels inside real TD3 updates (90/85 and 98/95 %%)")
     parser.add_argument("--late", action="store_true",
                         help="only time the critic's Adam step late in a RigL/RLx2 run (subnormal moments)")
     parser.add_argument("--baseline", action="append", default=[],
