@@ -33,7 +33,7 @@ class Counting:
     def actor_loss(self, batch):
         return self._count("actor", self.inner.actor_loss(batch) if self.enabled else None)
 
-    def target(self, batch):  # TD3's
+    def target(self, batch):
         return self._count("target", self.inner.target(batch) if self.enabled else None)
 
 
@@ -82,8 +82,24 @@ def test_kernel_update_is_bit_identical_to_autograd_through_topology_updates(alg
     actor_steps = 100 if algo == "td3" else 200  # TD3's actor steps every second iteration
     assert counts.taken["critic"] >= 190 and counts.taken["actor"] >= actor_steps - 10
     assert counts.declined["critic"] >= 4 and counts.declined["actor"] >= 2  # the steps before topology updates
-    if algo == "td3":  # the target networks never need dense gradients: every target on the kernels
-        assert counts.taken["target"] == 200 and counts.declined["target"] == 0
+    # the target networks (SAC's: the actor and the target critic) never need dense gradients: every target
+    # on the kernels
+    assert counts.taken["target"] == 200 and counts.declined["target"] == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 6])
+def test_sac_target_on_the_kernels_is_bit_identical_for_every_window_length(n):
+    """SAC's target on the kernels equals the modules' for 1-step and n-step windows, drawing the same noise;
+    past ``MAX_N`` steps (where PyTorch sums the entropy bonus in another order) it declines."""
+    agents = {enabled: sparse_agent("sac", "reference", (64, 64), enabled) for enabled in (True, False)}
+    buffer = filled_buffer(11, 3)
+    for _ in range(3):
+        batch = buffer.sample(32, n, 0.99)
+        targets = {enabled: agent.td_target(batch) for enabled, agent in agents.items()}
+        assert targets[True].equal(targets[False])
+    assert agents[True].generator.get_state().equal(agents[False].generator.get_state())
+    taken = agents[True]._kernels.taken["target"]
+    assert taken == (3 if n <= agents[True]._kernels.inner.MAX_N else 0)
 
 
 def test_kernel_update_declines_networks_off_the_kernels():

@@ -26,10 +26,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+import rlx2.agents.gaussian_kernel as gaussian
 from rlx2.agents.gaussian_kernel import sample, sample_backward
-from rlx2.agents.networks import DeterministicActor, TwinQ
-from rlx2.sparse.compiled_mlp import NetworkPattern, backward_arrays, forward_arrays, network_backward, network_forward
+from rlx2.agents.networks import DeterministicActor, GaussianActor, TwinQ
 from rlx2.sparse import kernels
+from rlx2.sparse.compiled_mlp import NetworkPattern, backward_arrays, forward_arrays, network_backward, network_forward
 from rlx2.sparse.layers import MaskedMLP
 
 _ONE = torch.tensor(1.0)
@@ -217,6 +218,52 @@ class TD3KernelUpdate(KernelUpdate):
 
 
 class SACKernelUpdate(KernelUpdate):
+    #: The most window steps whose entropy bonus sums in PyTorch's order here: its sum over up to 4 terms
+    #: adds them one by one from zero (``sac_bootstrapped_target``), over more it does not.
+    MAX_N = 5
+
+    def __init__(self, agent) -> None:
+        super().__init__(agent)
+        self._gammas: dict[tuple[float, int], np.ndarray] = {}
+
+    @torch.no_grad()
+    def target(self, batch) -> torch.Tensor | None:
+        """``SAC.td_target`` on the kernels: the policy's pass over every next state, its squashed Gaussian
+        sample (the same noise draw), the target critics and the target's element-wise steps in PyTorch's
+        order of IEEE operations (bit-identical), or None where they do not all run there."""
+        agent = self.agent
+        if type(agent.actor) is not GaussianActor or type(agent.critic_target) is not TwinQ:
+            return None  # replaced by something else (a subclass, a test's stand-in): its own forward decides
+        batch_size, n, obs_dim = batch.next_obs.shape
+        if n > self.MAX_N:
+            return None
+        actor = kernel_patterns([agent.actor.net], backward=False)
+        critics = kernel_patterns([agent.critic_target.q1, agent.critic_target.q2], backward=False)
+        if actor is None or critics is None:
+            return None
+        compiled, workspace = kernels.compiled(), self.workspace
+        states = (batch.bootstrap_obs if n == 1 else batch.next_obs.reshape(-1, obs_dim)).numpy()
+        out, _ = run_network(workspace, "target.actor", actor[0], states)  # [2A, B n]
+        acts = out.shape[0] // 2
+        noise = torch.randn((states.shape[0], acts), generator=agent.generator).numpy()
+        action, pre, log_std = (workspace.array(f"target.{name}", noise.shape) for name in ("action", "pre", "std"))
+        logp = workspace.array("target.logp", (states.shape[0],))
+        gaussian.forward(out, noise, agent.actor.log_std_map == "clamp", action, logp, pre, log_std)
+        obs = batch.bootstrap_obs.numpy()
+        pairs = workspace.joined("target.x", obs, acts)
+        valid = batch.valid.numpy()
+        next_logp = workspace.array("target.next_logp", (batch_size,))
+        compiled.sac_next_actions(action, logp, valid, n, pairs, obs_dim, next_logp)
+        q1, _ = run_network(workspace, "target.q1", critics[0], pairs)
+        q2, _ = run_network(workspace, "target.q2", critics[1], pairs)
+        key = (agent.cfg.gamma, n)
+        if key not in self._gammas:  # PyTorch's powers, as td_target computes them
+            self._gammas[key] = (agent.cfg.gamma ** torch.arange(1, max(n, 2), dtype=torch.float32)).numpy()
+        target = np.empty(batch_size, np.float32)  # outlives the call: the critic loss's
+        compiled.sac_bootstrapped_target(batch.returns.numpy(), batch.discount.numpy(), valid, logp,
+                                         self._gammas[key], n, q1[0], q2[0], next_logp, agent.alpha.numpy()[()], target)
+        return torch.from_numpy(target)
+
     @torch.no_grad()
     def actor_loss(self, batch) -> tuple[float, torch.Tensor] | None:
         """Actor forward, ``mean(alpha log pi - min(Q1, Q2))`` and the actor's gradients (into ``.grad``; the

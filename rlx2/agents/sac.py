@@ -98,6 +98,11 @@ class SAC(Agent):
 
     @torch.no_grad()
     def td_target(self, batch: NStepBatch) -> torch.Tensor:
+        """On the compiled kernels where the actor and target critics run there (``rlx2.agents.kernel_update``,
+        bit-identical), else through the modules."""
+        target = self._kernels.target(batch)
+        if target is not None:
+            return target
         batch_size, n, obs_dim = batch.next_obs.shape
         alpha = self.alpha
         if n == 1:

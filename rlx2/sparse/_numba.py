@@ -186,6 +186,42 @@ def bootstrapped_target(returns, discount, q1, q2, out):
 
 
 @numba.njit(cache=True, nogil=True)
+def sac_next_actions(action, logp, valid, n, pairs, offset, next_logp):
+    """SAC's ``a'`` and ``log pi(a')``: for sample ``b``, the policy's sample at its bootstrap state, entry
+    ``b n + m - 1`` of the policy's pass over every next state (``m``: its valid steps, ``valid[b]`` summed;
+    PyTorch's index -1 where none), into ``pairs[b, offset:]`` and ``next_logp[b]``."""
+    for b in range(pairs.shape[0]):
+        steps = np.float32(0.0)
+        for k in range(n):
+            steps += valid[b, k]
+        last = int(steps) - 1
+        if last < 0:
+            last += n
+        row = b * n + last
+        for a in range(action.shape[1]):
+            pairs[b, offset + a] = action[row, a]
+        next_logp[b] = logp[row]
+
+
+@numba.njit(cache=True, nogil=True)
+def sac_bootstrapped_target(returns, discount, valid, logp, gammas, n, q1, q2, next_logp, alpha, out):
+    """SAC's target (``SAC.td_target``) in PyTorch's order of IEEE operations: ``(returns + bonus) + discount
+    (min(q1, q2) - alpha log pi(a'))``, with ``bonus = -sum_k ((alpha gamma^k) valid[b, k]) log pi_k``
+    summed from zero in window order (PyTorch's order for up to 4 terms), and no bonus for ``n = 1``."""
+    alpha = np.float32(alpha)
+    for b in range(out.shape[0]):
+        q = q1[b] if q1[b] < q2[b] else q2[b]
+        tail = discount[b] * (q - alpha * next_logp[b])
+        if n == 1:
+            out[b] = returns[b] + tail
+        else:
+            total = np.float32(0.0)
+            for k in range(n - 1):
+                total += ((alpha * gammas[k]) * valid[b, k + 1]) * logp[b * n + k]
+            out[b] = (returns[b] + (-total)) + tail
+
+
+@numba.njit(cache=True, nogil=True)
 def lerp(targets, sources, positions, weight):
     """``target += weight (source - target)`` for every pair, at its listed flat positions (empty: everywhere)."""
     w = np.float32(weight)
