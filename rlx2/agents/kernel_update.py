@@ -7,13 +7,16 @@ compiled kernels (``rlx2.sparse.compiled_mlp``), this module runs the same compu
 direct calls: forward kernels, the loss gradients by the same formulas autograd applies
 (``mse_loss_backward``, ``tanh_backward``, a mean's ``1/B``, ``minimum``'s split of ties,
 SAC's squashed Gaussian backward), backward kernels, and the gradients stored in each
-parameter's ``.grad`` for the controller's (unchanged) optimiser step. TD3's target runs
-here too. Inputs, activations and outputs go into arrays kept from step to step
-(``Workspace``), and element-wise steps that are one IEEE operation each (add, subtract,
-multiply, clamp, minimum) run in NumPy, which rounds them as PyTorch does; anything else
-(``tanh``, its backward, the losses' means) stays a PyTorch operation. Results are
-bit-identical to the autograd path (``tests/test_kernel_update.py``), which still runs
-every step this does not take: a network off the kernels, a backward that must give dense
+parameter's ``.grad`` for the controller's (unchanged) optimiser step. Both agents' targets
+run here too. Inputs, activations and outputs go into arrays kept from step to step
+(``Workspace``), and the element-wise steps of losses and targets (the loss gradients,
+TD3's smoothing, the bootstraps, SAC's entropy bonus) are small compiled calls
+(``rlx2.sparse._numba``) of the IEEE operations PyTorch applies, in its order, so they round
+alike: a PyTorch call between kernels runs cold, several times its cost in a loop. ``tanh``
+and its backward stay PyTorch operations, and SAC's actor loss keeps its tensor steps.
+Weights, Adam moments and masks are bit-identical to the autograd path (the logged loss
+values, summed in float64 here, agree to rounding; ``tests/test_kernel_update.py``), which
+still runs every step this does not take: a network off the kernels, a backward that must give dense
 weight gradients (the step before a topology update), and an actor loss whose critic's
 next step is a topology update (there the autograd path runs the critic on PyTorch and,
 under the reference setting, carries its gradient into that update).

@@ -34,9 +34,10 @@ class NetworkPattern:
     """One MLP as the compiled path runs it: its layers' CSR patterns, concatenated.
 
     Every layer runs in the kernels on its pattern, the input layer too (which the
-    layer-density distribution leaves 30-100 % dense). Earlier a first layer more than half dense ran as MKL's dense product instead, faster
-    on calls repeated alone; inside real updates the kernels were 1.04x per TD3 update
-    at 90/85 % (an MKL call there pays its dispatch cold, between kernels; README "Speed").
+    layer-density distribution leaves 30-100 % dense). Earlier a first layer more than half
+    dense ran as MKL's dense product instead, faster on calls repeated alone; inside real
+    updates the kernels were 1.04x per TD3 update at 90/85 % (an MKL call there pays its
+    dispatch cold, between kernels; README "Speed").
     Built once per set of masks and backends (``valid_for`` checks them cheaply on every
     call), the index arrays only for networks the compiled path takes (``usable``).
     """
