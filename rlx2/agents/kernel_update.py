@@ -16,10 +16,10 @@ alike: a PyTorch call between kernels runs cold, several times its cost in a loo
 and its backward stay PyTorch operations, and SAC's actor loss keeps its tensor steps.
 Weights, Adam moments and masks are bit-identical to the autograd path (the logged loss
 values, summed in float64 here, agree to rounding; ``tests/test_kernel_update.py``), which
-still runs every step this does not take: a network off the kernels, a backward that must give dense
-weight gradients (the step before a topology update), and an actor loss whose critic's
-next step is a topology update (there the autograd path runs the critic on PyTorch and,
-under the reference setting, carries its gradient into that update).
+still runs every step this does not take: a network off the kernels, a backward that must
+give dense weight gradients (the step before a topology update), and an actor loss whose
+critic's next step is a topology update (there the autograd path runs the critic on
+PyTorch and, under the reference setting, carries its gradient into that update).
 """
 
 from __future__ import annotations
