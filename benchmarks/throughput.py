@@ -321,9 +321,10 @@ def floor(args: argparse.Namespace) -> None:
     import torch
 
     from rlx2.agents import make_agent
-    from rlx2.agents.kernel_update import forward, input_grad, kernel_patterns, store_parameter_grads
+    from rlx2.agents.kernel_update import Workspace, kernel_patterns, run_network, store_grads
     from rlx2.config import RunConfig
     from rlx2.methods import get_method
+    from rlx2.sparse.compiled_mlp import backward_arrays
 
     torch.set_num_threads(1)
     env = gym.make(args.env)
@@ -340,27 +341,38 @@ def floor(args: argparse.Namespace) -> None:
         agent = make_agent("td3", cfg=cfg, method=method, obs_dim=obs_dim, act_dim=act_dim,
                            generator=torch.Generator().manual_seed(0))
         generator = torch.Generator().manual_seed(1)
-        obs, pairs = torch.randn(256, obs_dim, generator=generator), torch.randn(256, obs_dim + act_dim,
-                                                                                 generator=generator)
-        grad_q, grad_act = torch.randn(256, 1, generator=generator), torch.randn(256, act_dim, generator=generator)
+        obs = torch.randn(256, obs_dim, generator=generator).numpy()
+        pairs = torch.randn(256, obs_dim + act_dim, generator=generator).numpy()
+        grad_q = torch.randn(1, 256, generator=generator).numpy()  # feature-major, as the kernels take it
+        grad_act = torch.randn(act_dim, 256, generator=generator).numpy()
+        workspace = Workspace()
         with torch.no_grad():
             critics = kernel_patterns([agent.critic.q1, agent.critic.q2], backward=True)
             actor = kernel_patterns([agent.actor.net], backward=True)
             if critics is None or actor is None:
                 raise SystemExit("--floor needs the compiled kernels (numba; RLX2_KERNELS unset)")
-            _, critic_saved = forward(critics, pairs)
-            _, (actor_saved,) = forward(actor, obs)
-            _, (q1_saved,) = forward(critics[:1], pairs)
+
+            def critics_forward():
+                return [run_network(workspace, f"q{i}", pattern, pairs)[1] for i, pattern in enumerate(critics)]
+
+            def actor_forward():
+                return run_network(workspace, "actor", actor[0], obs)[1]
+
+            def q1_forward():
+                return run_network(workspace, "q1 on the actor's pairs", critics[0], pairs)[1]
+
+            critic_saved, actor_saved, q1_saved = critics_forward(), actor_forward(), q1_forward()
+            no_params = (False,) * (2 * len(critics[0].layers))
             pieces = [
-                2 * clock(lambda: forward(critics, pairs)),
-                clock(lambda: forward(actor, obs)),
-                clock(lambda: [store_parameter_grads(p, s, grad_q) for p, s in zip(critics, critic_saved)]),
+                2 * clock(critics_forward),
+                clock(actor_forward),
+                clock(lambda: [store_grads(p, s, grad_q) for p, s in zip(critics, critic_saved)]),
             ]
             controller = agent.controllers["critic"]
             pieces.append(clock(controller._compiled_step))
-            pieces.append(0.5 * (clock(lambda: forward(actor, obs)) + clock(lambda: forward(critics[:1], pairs))
-                                 + clock(lambda: input_grad(critics[0], q1_saved, grad_q))
-                                 + clock(lambda: store_parameter_grads(actor[0], actor_saved, grad_act))))
+            pieces.append(0.5 * (clock(actor_forward) + clock(q1_forward)
+                                 + clock(lambda: backward_arrays(critics[0], q1_saved, grad_q, no_params, True))
+                                 + clock(lambda: store_grads(actor[0], actor_saved, grad_act))))
         print(f"| {actor_sparsity:.0%}/{critic_sparsity:.0%} | " + " | ".join(f"{v:.0f} us" for v in pieces)
               + f" | {sum(pieces) / 1000:.2f} |")
 

@@ -13,13 +13,13 @@ run here too. Inputs, activations and outputs go into arrays kept from step to s
 TD3's smoothing, the bootstraps, SAC's entropy bonus) are small compiled calls
 (``rlx2.sparse._numba``) of the IEEE operations PyTorch applies, in its order, so they round
 alike: a PyTorch call between kernels runs cold, several times its cost in a loop. ``tanh``
-and its backward stay PyTorch operations, and SAC's actor loss keeps its tensor steps.
-Weights, Adam moments and masks are bit-identical to the autograd path (the logged loss
-values, summed in float64 here, agree to rounding; ``tests/test_kernel_update.py``), which
-still runs every step this does not take: a network off the kernels, a backward that must
-give dense weight gradients (the step before a topology update), and an actor loss whose
-critic's next step is a topology update (there the autograd path runs the critic on
-PyTorch and, under the reference setting, carries its gradient into that update).
+and its backward stay PyTorch operations. Weights, Adam moments and masks are bit-identical
+to the autograd path (the logged loss values, summed in float64 here, agree to rounding;
+``tests/test_kernel_update.py``), which still runs every step this does not take: a
+network off the kernels, a backward that must give dense weight gradients (the step before
+a topology update), and an actor loss whose critic's next step is a topology update (there
+the autograd path runs the critic on PyTorch and, under the reference setting, carries its
+gradient into that update).
 """
 
 from __future__ import annotations
@@ -30,14 +30,10 @@ import numpy as np
 import torch
 
 import rlx2.agents.gaussian_kernel as gaussian
-from rlx2.agents.gaussian_kernel import sample, sample_backward
 from rlx2.agents.networks import DeterministicActor, GaussianActor, TwinQ
 from rlx2.sparse import kernels
-from rlx2.sparse.compiled_mlp import NetworkPattern, backward_arrays, forward_arrays, network_backward, network_forward
+from rlx2.sparse.compiled_mlp import NetworkPattern, backward_arrays, forward_arrays
 from rlx2.sparse.layers import MaskedMLP
-
-_ONE = torch.tensor(1.0)
-
 
 def kernel_patterns(networks: Sequence[MaskedMLP], backward: bool) -> list[NetworkPattern] | None:
     """Each network's compiled view, or None unless every one of them runs on the kernels
@@ -52,34 +48,11 @@ def kernel_patterns(networks: Sequence[MaskedMLP], backward: bool) -> list[Netwo
     return found
 
 
-def forward(patterns: Sequence[NetworkPattern], x: torch.Tensor) -> tuple[list[torch.Tensor], list[tuple]]:
-    """Every network on ``x`` (``[B, in]``): outputs ``[B, out]`` and what each backward needs."""
-    results = network_forward(patterns, x)
-    return [out for out, _ in results], [saved for _, saved in results]
-
-
-def store_parameter_grads(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor) -> None:
-    """Backward of one network from ``grad`` (``[B, out]``, of its output) into every parameter's ``.grad``."""
-    g = grad.detach().reshape(grad.shape[0], pattern.out_features).numpy().T
-    store_grads(pattern, saved, np.ascontiguousarray(g))
-
-
 def store_grads(pattern: NetworkPattern, saved: tuple, g: np.ndarray) -> None:
     """Backward of one network from ``g`` (``[out, B]``, contiguous) into every parameter's ``.grad``."""
     grads, _ = backward_arrays(pattern, saved, g, (True,) * (2 * len(pattern.layers)), False, reuse=True)
     for (weight, bias), weight_grad, bias_grad in zip(pattern.params, grads[0::2], grads[1::2]):
         weight.grad, bias.grad = weight_grad, bias_grad
-
-
-def input_grad(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor) -> torch.Tensor:
-    """The gradient of one network's input (``[B, in]``) from ``grad`` of its output; no parameter's."""
-    _, grad_x = network_backward(pattern, saved, grad, (False,) * (2 * len(pattern.layers)), True)
-    return grad_x
-
-
-def mean_grad(values: torch.Tensor, scale: torch.Tensor = _ONE) -> torch.Tensor:
-    """The gradient of ``scale * values.mean()`` with respect to ``values``, as the mean's backward computes it."""
-    return scale.div(values.numel()).expand_as(values)
 
 
 class Workspace:
@@ -119,12 +92,6 @@ class Workspace:
 def run_network(workspace: Workspace, name: str, pattern: NetworkPattern, x: np.ndarray) -> tuple[np.ndarray, tuple]:
     """``forward_arrays`` of ``pattern`` on ``x`` (``[B, in]``) into the workspace's arrays named ``name``."""
     return forward_arrays(pattern, x, workspace.network(name, pattern, x.shape[0]))
-
-
-def minimum_grads(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gradients of ``torch.minimum(a, b)``'s inputs from its output's (a tie gives each half)."""
-    split = torch.where(a == b, grad / 2, grad)
-    return split.masked_fill(a > b, 0), split.masked_fill(a < b, 0)
 
 
 class KernelUpdate:
@@ -214,9 +181,9 @@ class TD3KernelUpdate(KernelUpdate):
         q, q_saved = run_network(self.workspace, "actor.q1", q1, pairs)
         grad_q = self.workspace.array("actor.q1.grad", q.shape)
         loss = -kernels.compiled().mean_grad(q, -1.0, grad_q)
-        _, grad_x = backward_arrays(q1, q_saved, grad_q, (False,) * (2 * len(q1.layers)), True)  # [B, in]
-        grad_action = grad_x[:, obs.shape[1]:].t()  # [act, B]
-        store_grads(actor, actor_saved, torch.ops.aten.tanh_backward(grad_action, action).contiguous().numpy())
+        _, grad_x = backward_arrays(q1, q_saved, grad_q, (False,) * (2 * len(q1.layers)), True)  # [in, B]
+        grad_action = torch.from_numpy(grad_x[obs.shape[1]:])  # [act, B], contiguous
+        store_grads(actor, actor_saved, torch.ops.aten.tanh_backward(grad_action, action).numpy())
         return loss
 
 
@@ -270,23 +237,35 @@ class SACKernelUpdate(KernelUpdate):
     @torch.no_grad()
     def actor_loss(self, batch) -> tuple[float, torch.Tensor] | None:
         """Actor forward, ``mean(alpha log pi - min(Q1, Q2))`` and the actor's gradients (into ``.grad``; the
-        critic gets none): ``(loss, log pi)``, or None where the autograd path must run."""
+        critic gets none): ``(loss, log pi)``, or None where the autograd path must run. The loss's element-wise
+        gradients are compiled calls of autograd's operations (``sac_actor_grads``), bit-identical."""
         agent = self.agent
         patterns = self.actor_patterns([agent.critic.q1, agent.critic.q2])
         if patterns is None:
             return None
         (actor,), critic = patterns
-        (out,), (actor_saved,) = forward([actor], batch.obs)
-        noise = torch.randn((out.shape[0], out.shape[1] // 2), generator=agent.generator, dtype=out.dtype)
-        action, logp, sample_saved = sample(out, noise, agent.actor.log_std_map == "clamp")
-        (q1, q2), saved = forward(critic, torch.cat([batch.obs, action], dim=-1))
-        q1, q2 = q1.squeeze(-1), q2.squeeze(-1)
-        alpha = agent.alpha
-        inner = alpha * logp - torch.minimum(q1, q2)
-        grad = mean_grad(inner)
-        grad_q1, grad_q2 = minimum_grads(-grad, q1, q2)
-        grad_x = input_grad(critic[0], saved[0], grad_q1.unsqueeze(-1))
-        grad_x = grad_x + input_grad(critic[1], saved[1], grad_q2.unsqueeze(-1))
-        grad_out = sample_backward(sample_saved, grad_x[:, batch.obs.shape[-1]:], grad * alpha)
-        store_parameter_grads(actor, actor_saved, grad_out)
-        return inner.mean().item(), logp
+        compiled, workspace = kernels.compiled(), self.workspace
+        obs = batch.obs.numpy()
+        batch_size, obs_dim = obs.shape
+        out, actor_saved = run_network(workspace, "actor", actor, obs)  # [2A, B]
+        acts = out.shape[0] // 2
+        noise = torch.randn((batch_size, acts), generator=agent.generator).numpy()
+        action, pre, log_std = (workspace.array(f"actor.{name}", noise.shape) for name in ("action", "pre", "std"))
+        logp = np.empty(batch_size, np.float32)  # outlives the call: the temperature step's
+        clamp = agent.actor.log_std_map == "clamp"
+        gaussian.forward(out, noise, clamp, action, logp, pre, log_std)
+        pairs = workspace.joined("actor.x", obs, action)
+        q1, q1_saved = run_network(workspace, "actor.q1", critic[0], pairs)
+        q2, q2_saved = run_network(workspace, "actor.q2", critic[1], pairs)
+        grad_q1, grad_q2 = workspace.array("actor.q1.grad", q1.shape), workspace.array("actor.q2.grad", q2.shape)
+        grad_logp = workspace.array("actor.logp.grad", (batch_size,))
+        loss = compiled.sac_actor_grads(q1[0], q2[0], logp, agent.alpha.numpy()[()], grad_q1[0], grad_q2[0], grad_logp)
+        no_params = (False,) * (2 * len(critic[0].layers))
+        _, grad_x1 = backward_arrays(critic[0], q1_saved, grad_q1, no_params, True)  # [in, B]
+        _, grad_x2 = backward_arrays(critic[1], q2_saved, grad_q2, no_params, True)
+        grad_action = workspace.array("actor.action.grad", noise.shape)
+        compiled.summed_rows_transposed(grad_x1, grad_x2, obs_dim, grad_action)
+        grad_out = workspace.array("actor.out.grad", out.shape)
+        gaussian.backward(out, noise, clamp, action, pre, log_std, grad_action, grad_logp, grad_out)
+        store_grads(actor, actor_saved, grad_out)
+        return loss, torch.from_numpy(logp)

@@ -222,6 +222,37 @@ def sac_bootstrapped_target(returns, discount, valid, logp, gammas, n, q1, q2, n
 
 
 @numba.njit(cache=True, nogil=True)
+def sac_actor_grads(q1, q2, logp, alpha, grad_q1, grad_q2, grad_logp):
+    """The gradients of SAC's actor loss ``mean(alpha log pi - min(q1, q2))`` with respect to ``q1``, ``q2``
+    (``minimum``'s backward: a tie gives each half) and ``log pi`` (``alpha / B``), as autograd computes them
+    (the mean's ``1 / B``, its negation and halving, one product); returns the loss, summed in float64 (a
+    logged value only)."""
+    alpha = np.float32(alpha)
+    fill = np.float32(1.0) / np.float32(q1.shape[0])
+    minus = -fill
+    half = minus / np.float32(2.0)
+    zero = np.float32(0.0)
+    total = 0.0
+    for b in range(q1.shape[0]):
+        a, c = q1[b], q2[b]
+        split = half if a == c else minus
+        grad_q1[b] = zero if a > c else split
+        grad_q2[b] = zero if a < c else split
+        grad_logp[b] = fill * alpha
+        total += np.float64(alpha * logp[b] - (a if a < c else c))
+    return total / q1.shape[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def summed_rows_transposed(a, b, first, out):
+    """``out[j, k] = a[first + k, j] + b[first + k, j]``: two feature-major input gradients' rows from ``first``
+    on (an action's), summed and laid out batch-major."""
+    for j in range(out.shape[0]):
+        for k in range(out.shape[1]):
+            out[j, k] = a[first + k, j] + b[first + k, j]
+
+
+@numba.njit(cache=True, nogil=True)
 def lerp(targets, sources, positions, weight):
     """``target += weight (source - target)`` for every pair, at its listed flat positions (empty: everywhere)."""
     w = np.float32(weight)

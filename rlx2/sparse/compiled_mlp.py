@@ -213,16 +213,17 @@ class _KernelMLP(torch.autograd.Function):
 
 
 def network_backward(pattern: NetworkPattern, saved: tuple, grad: torch.Tensor, wanted: tuple, need_x: bool):
-    """One network's parameter gradients (``wanted`` ones) and, with ``need_x``, its input's."""
+    """One network's parameter gradients (``wanted`` ones) and, with ``need_x``, its input's (``[B, in]``)."""
     g = np.ascontiguousarray(grad.detach().reshape(grad.shape[0], pattern.out_features).numpy().T)  # [out, B]
-    return backward_arrays(pattern, saved, g, wanted, need_x)
+    param_grads, grad_in = backward_arrays(pattern, saved, g, wanted, need_x)
+    return param_grads, None if grad_in is None else torch.from_numpy(grad_in).t()
 
 
 def backward_arrays(pattern: NetworkPattern, saved: tuple, g: np.ndarray, wanted: tuple, need_x: bool,
                     reuse: bool = False):
     """``network_backward`` from ``g``, the gradient of the output as a contiguous ``[out, B]`` array: the
-    parameters' gradients (weight, bias, weight, ...; None where not ``wanted``) and the input's (``[B, in]``,
-    or None). With ``reuse`` the weight and bias gradients are written into ``pattern.grad_buffers()``
+    parameters' gradients (weight, bias, weight, ...; None where not ``wanted``) and the input's (a
+    feature-major ``[in, B]`` array, or None). With ``reuse`` the weight and bias gradients are written into ``pattern.grad_buffers()``
     (overwritten by the next such call) instead of new arrays."""
     x_in, hidden = saved
     batch = g.shape[1]
@@ -246,4 +247,4 @@ def backward_arrays(pattern: NetworkPattern, saved: tuple, g: np.ndarray, wanted
         for i, (weight, _) in enumerate(pattern.params):
             param_grads.append(torch.from_numpy(weight_grads[i].reshape(weight.shape)) if wanted[2 * i] else None)
             param_grads.append(torch.from_numpy(bias_grads[i]) if wanted[2 * i + 1] else None)
-    return param_grads, torch.from_numpy(grad_in).t() if need_x else None
+    return param_grads, grad_in if need_x else None
