@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(kernels.compiled() is None, reason="numba is not
 
 
 def sparse_mlp(in_dim=10, hidden=(48, 40), out_dim=3, densities=(0.6, 0.08, None), seed=0):
-    """A masked input layer computed dense, a CSR middle layer and an unmasked output layer."""
+    """A masked input layer too dense for CSR, a CSR middle layer and an unmasked output layer."""
     generator = torch.Generator().manual_seed(seed)
     net = mlp(in_dim, hidden, out_dim)
     for layer, density in zip(net.fused_layers(), densities):
@@ -262,3 +262,21 @@ def test_other_optimisers_and_dense_networks_take_the_pytorch_step():
     assert MaskController(critic, torch.optim.Adam(critic.parameters())).compiled()
     dense = TwinQ(6, 2, (16,))
     assert not MaskController(dense, torch.optim.Adam(dense.parameters())).compiled()
+
+
+def test_sac_actor_loss_gradients_are_autograd_s_ties_included():
+    """``sac_actor_grads`` gives exactly autograd's gradients of ``mean(alpha log pi - min(q1, q2))``: a tie
+    gives each Q half, the larger Q none, log pi ``alpha / B``; the loss itself to rounding."""
+    generator = torch.Generator().manual_seed(3)
+    q1, q2, logp = (torch.randn(33, generator=generator) for _ in range(3))
+    q2[::4] = q1[::4]  # ties
+    alpha = torch.tensor(0.37)
+    leaves = [t.clone().requires_grad_() for t in (q1, q2, logp)]
+    loss = (alpha * leaves[2] - torch.minimum(leaves[0], leaves[1])).mean()
+    loss.backward()
+    grads = [np.empty(33, np.float32) for _ in range(3)]
+    got = kernels.compiled().sac_actor_grads(q1.numpy(), q2.numpy(), logp.numpy(), alpha.numpy()[()], *grads)
+    for leaf, grad in zip(leaves, grads):
+        assert np.array_equal(leaf.grad.numpy(), grad)
+    assert got == pytest.approx(loss.item(), rel=1e-6)
+    assert (grads[0][::4] == grads[1][::4]).all() and grads[0][0] == np.float32(-1.0) / np.float32(33) / np.float32(2)
